@@ -1,0 +1,306 @@
+"""The configuration file: where it is, what it holds, and every mistake in it at once."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import stat
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from edm_tui.i18n import _
+
+log = logging.getLogger("edm_sync.config")
+
+APP_NAME = "edm-sync"
+SYSTEM_CONFIG = Path("/etc/edm-sync/config.toml")
+ENV_CONFIG = "EDM_SYNC_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration could not be used; `problems` lists every reason, one per key."""
+
+    def __init__(self, path: Path | None, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        where = str(path) if path else _("the configuration")
+        super().__init__(
+            _("{path} has {count} problem(s):").format(path=where, count=len(problems))
+            + "\n  " + "\n  ".join(problems)
+        )
+
+
+@dataclass(frozen=True)
+class InterspireConfig:
+    url: str
+    username: str
+    token: str = field(repr=False)
+    list_id: int
+    firstname_field_id: int | None = None
+    lastname_field_id: int | None = None
+    website_lists: dict[int, int] = field(default_factory=dict)
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 3
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class MagentoConfig:
+    database: str
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = field(default="", repr=False)
+    table_prefix: str = ""
+    unix_socket: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    import_new_subscribers: bool = True
+    bounced_is_unsubscribed: bool = True
+    add_to_autoresponders: bool = True
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    state_dir: Path
+
+    @property
+    def history_path(self) -> Path:
+        return self.state_dir / "history.sqlite3"
+
+
+@dataclass(frozen=True)
+class Config:
+    interspire: InterspireConfig
+    magento: MagentoConfig
+    sync: SyncConfig
+    storage: StorageConfig
+    path: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def find_config_path(cli_path: str | os.PathLike[str] | None) -> Path:
+    """--config, else $EDM_SYNC_CONFIG, else /etc/edm-sync/config.toml if present, else the user's."""
+    if cli_path:
+        return Path(cli_path)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    return user_config_path()
+
+
+# --- value checks: each returns the converted value or raises ValueError with the reason ---
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(_("must be a string in quotes"))
+    return value
+
+
+def _nonempty(value: Any) -> str:
+    value = _string(value).strip()
+    if not value:
+        raise ValueError(_("must not be empty"))
+    return value
+
+
+def _url(value: Any) -> str:
+    value = _nonempty(value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            _("must be the full http(s) address of IEM's xml.php, e.g. https://mail.example.hu/xml.php")
+        )
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(_("must be a whole number without quotes"))
+        if not low <= value <= high:
+            raise ValueError(_("must be between {low} and {high}").format(low=low, high=high))
+        return value
+
+    return check
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(_("must be a number of seconds without quotes"))
+    if not 0 < value <= 3600:
+        raise ValueError(_("must be more than 0 and at most 3600 seconds"))
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(_("must be true or false (without quotes)"))
+    return value
+
+
+def _prefix(value: Any) -> str:
+    value = _string(value)
+    if len(value) > 20 or not all(c.isascii() and (c.isalnum() or c == "_") for c in value):
+        raise ValueError(_("may hold only letters, digits and _ (at most 20), as in Magento's env.php"))
+    return value
+
+
+def _optional_path(value: Any) -> str:
+    return _nonempty(value)
+
+
+_positive_id = _int_range(1, 2**31 - 1)
+
+SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
+    # section -> key -> (check, required)
+    "interspire": {
+        "url": (_url, True),
+        "username": (_nonempty, True),
+        "token": (_nonempty, True),
+        "list_id": (_positive_id, True),
+        "firstname_field_id": (_positive_id, False),
+        "lastname_field_id": (_positive_id, False),
+        "website_lists": (lambda v: v, False),  # checked separately
+        "concurrency": (_int_range(1, 64), False),
+        "timeout": (_seconds, False),
+        "retries": (_int_range(0, 10), False),
+        "verify_tls": (_bool, False),
+    },
+    "magento": {
+        "host": (_nonempty, False),
+        "port": (_int_range(1, 65535), False),
+        "user": (_nonempty, False),
+        "password": (_string, False),
+        "database": (_nonempty, True),
+        "table_prefix": (_prefix, False),
+        "unix_socket": (_optional_path, False),
+    },
+    "sync": {
+        "import_new_subscribers": (_bool, False),
+        "bounced_is_unsubscribed": (_bool, False),
+        "add_to_autoresponders": (_bool, False),
+    },
+    "storage": {
+        "state_dir": (_optional_path, False),
+    },
+}
+
+
+def _unknown(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return _("unknown key; did you mean '{name}'?").format(name=close[0])
+    return _("unknown key; known keys are: {names}").format(names=", ".join(known))
+
+
+def _website_lists(value: Any, problems: list[str]) -> dict[int, int]:
+    result: dict[int, int] = {}
+    if not isinstance(value, dict):
+        problems.append("interspire.website_lists: " + _('must be a table like {"1" = 3, "2" = 4}'))
+        return result
+    for key, list_id in value.items():
+        path = f"interspire.website_lists.{key}"
+        if not str(key).isdigit() or int(key) == 0:
+            problems.append(path + ": " + _("the key must be a Magento website id (1, 2, ...)"))
+            continue
+        try:
+            result[int(key)] = _positive_id(list_id)
+        except ValueError as error:
+            problems.append(f"{path} = {list_id!r}: {error}")
+    return result
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Checks every key; raises ConfigError listing every problem with its key path."""
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
+
+    for section, content in data.items():
+        if section not in SCHEMA:
+            problems.append(f"[{section}]: " + _unknown(section, list(SCHEMA)))
+            continue
+        if not isinstance(content, dict):
+            problems.append(f"[{section}]: " + _("must be a table ([{section}] heading)").format(section=section))
+            continue
+        for key, value in content.items():
+            spec = SCHEMA[section].get(key)
+            if spec is None:
+                problems.append(f"{section}.{key}: " + _unknown(key, list(SCHEMA[section])))
+                continue
+            if key == "website_lists":
+                values[section][key] = _website_lists(value, problems)
+                continue
+            try:
+                values[section][key] = spec[0](value)
+            except ValueError as error:
+                shown = "********" if key in ("token", "password") else repr(value)
+                problems.append(f"{section}.{key} = {shown}: {error}")
+
+    for section, keys in SCHEMA.items():
+        for key, (_check, required) in keys.items():
+            if required and key not in values[section] and not any(
+                p.startswith(f"{section}.{key} ") or p.startswith(f"{section}.{key}:") for p in problems
+            ):
+                problems.append(f"{section}.{key}: " + _("missing; add it under [{section}]").format(section=section))
+
+    if problems:
+        raise ConfigError(path, problems)
+
+    storage = values["storage"]
+    state_dir = Path(storage["state_dir"]).expanduser() if "state_dir" in storage else default_state_dir()
+    if path is not None and not state_dir.is_absolute():
+        state_dir = (path.parent / state_dir).resolve()
+
+    return Config(
+        interspire=InterspireConfig(**values["interspire"]),
+        magento=MagentoConfig(**values["magento"]),
+        sync=SyncConfig(**values["sync"]),
+        storage=StorageConfig(state_dir=state_dir),
+        path=path,
+    )
+
+
+def load_config(path: Path) -> Config:
+    if not path.exists():
+        raise ConfigError(
+            path,
+            [_("the file does not exist; create it (see config.example.toml) or pass --config PATH")],
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(path, [_("cannot be read: {error}").format(error=error)]) from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, [_("is not valid TOML: {error}").format(error=error)]) from error
+
+    config = parse_config(data, path)
+    warnings = []
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.append(
+            _("{path} holds the IEM token and can be read by other users; run: chmod 600 {path}").format(
+                path=path
+            )
+        )
+    return Config(**{**config.__dict__, "warnings": tuple(warnings)})

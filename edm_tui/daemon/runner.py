@@ -1,0 +1,612 @@
+"""One sync run: read both sides, plan, check the brake, write, record everything.
+
+The same code serves `edm-sync sync`, `edm-sync plan` and the daemon's scheduled and manual
+runs. Crash safety: an item's intent is committed before its write and its outcome after;
+the last synced state of an identity changes only after its writes are confirmed, so a run
+killed at any point is finished by the next one, which re-reads both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+from edm_tui.config import Config
+from edm_tui.daemon.history import HistoryStore
+from edm_tui.i18n import _
+from edm_tui.interspire.client import IemClient
+from edm_tui.interspire.errors import (
+    IemAuthError,
+    IemError,
+    IemRejected,
+    IemTransientError,
+)
+from edm_tui.magento.db import MagentoDatabase
+from edm_tui.magento.errors import InvalidRecord, MagentoConnectionError, MagentoError
+from edm_tui.sync.brake import BrakeReason, check_brake
+from edm_tui.sync.identity import (
+    IemClass,
+    MagentoScan,
+    group_magento_rows,
+    iem_change_time,
+    iem_class,
+    index_iem_rows,
+)
+from edm_tui.sync.model import Action, Attempts, IemRow, MagentoStatus, Outcome
+from edm_tui.sync.reconcile import Decision, GroupPlan, Plan, SyncOptions, reconcile
+from edm_tui.sync.state import Rejection
+
+log = logging.getLogger("edm_sync.run")
+
+PROGRESS_INTERVAL = 0.2  # seconds between progress events of one phase
+
+
+class AlreadyRunning(Exception):
+    """Another sync run holds the lock; nothing was changed."""
+
+
+class RunAborted(Exception):
+    """A configuration, connection or authentication problem stopped the run."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    phase: str  # read_magento, read_iem, plan, write, done
+    done: int
+    total: int | None
+    run_id: int | None = None
+
+
+@dataclass(slots=True)
+class RunControl:
+    """Lets the caller stop a run at the next item boundary."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    status: str = "cancelled"
+
+    def stop(self, status: str = "cancelled") -> None:
+        self.status = status
+        self.event.set()
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: int | None
+    status: str
+    counts: dict[str, dict[str, int]]
+    summary: dict[str, Any]
+    error: str | None = None
+    plan: Plan | None = None
+    brake: BrakeReason | None = None
+    history_path: Path | None = None
+
+    @property
+    def failed_items(self) -> int:
+        return sum(by.get(Outcome.FAILED.value, 0) for by in self.counts.values())
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in ("succeeded",) and not self.failed_items:
+            return 0
+        if self.status in ("partial", "blocked", "succeeded", "cancelled", "interrupted"):
+            return 1
+        return 2
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "counts": self.counts,
+            "summary": self.summary,
+            "error": self.error,
+            "history": str(self.history_path) if self.history_path else None,
+        }
+
+
+class _ProcessLock:
+    """An exclusive lock file in the state directory: one run per machine and state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+        return True
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+class _Throttle:
+    def __init__(self, callback: Callable[[ProgressEvent], None] | None, run_id: int | None) -> None:
+        self.callback = callback
+        self.run_id = run_id
+        self.last = 0.0
+
+    def __call__(self, phase: str, done: int, total: int | None, force: bool = False) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if force or now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.callback(ProgressEvent(phase, done, total, self.run_id))
+
+
+class SyncRun:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        trigger: str = "cli",
+        dry_run: bool = False,
+        allow_mass_changes: bool = False,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        control: RunControl | None = None,
+        store: HistoryStore | None = None,
+    ) -> None:
+        self.config = config
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.allow_mass_changes = allow_mass_changes
+        self.control = control or RunControl()
+        self.own_store = store is None
+        self.store = store or HistoryStore(config.storage.history_path)
+        self.progress = _Throttle(on_progress, None)
+        self.run_id: int | None = None
+        self.counts: dict[str, dict[str, int]] = {}
+        self.summary: dict[str, Any] = {}
+        self.magento: MagentoDatabase | None = None
+        self.iem: IemClient | None = None
+        self.magento_lock = asyncio.Lock()
+        self.backfilled: set[int] = set()
+        self.fatal: BaseException | None = None
+        self.done = 0
+
+    # --- entry point ---
+
+    async def execute(self) -> RunResult:
+        lock = _ProcessLock(self.config.storage.state_dir / "sync.lock")
+        self.store.mark_interrupted()
+        if not self.dry_run and not lock.acquire():
+            raise AlreadyRunning(_("another sync run is in progress (lock file {path})").format(path=lock.path))
+        try:
+            return await self._execute()
+        finally:
+            lock.release()
+            if self.iem is not None:
+                await self.iem.aclose()
+            if self.magento is not None:
+                if not self.dry_run:
+                    await _quietly(self.magento.release_run_lock())
+                await _quietly(self.magento.close())
+            if self.own_store:
+                self.store.close()
+
+    async def _execute(self) -> RunResult:
+        started = time.monotonic()
+        await self._connect()
+
+        if not self.dry_run:
+            self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
+            self.progress.run_id = self.run_id
+            log.info("run %d: started (%s)", self.run_id, self.trigger)
+
+        try:
+            plan, brake = await self._read_and_plan()
+        except (RunAborted, IemError, MagentoError) as error:
+            return self._finish("failed", error=str(error), started=started)
+
+        if self.dry_run:
+            return RunResult(None, "planned", {}, self.summary, plan=plan, brake=brake,
+                             history_path=self.store.path)
+
+        if brake is not None:
+            log.warning("run %d: blocked by the safety brake: %s", self.run_id, brake.message())
+            self.summary["brake"] = {"code": brake.code, "side": brake.side, "count": brake.count,
+                                     "limit": brake.limit, "list_id": brake.list_id}
+            result = self._finish("blocked", error=brake.message(), started=started)
+            result.brake = brake
+            result.plan = plan
+            return result
+
+        self._record_up_front(plan)
+        await self._write(plan)
+
+        if self.fatal is not None:
+            return self._finish("failed", error=str(self.fatal), started=started)
+        if self.control.event.is_set():
+            return self._finish(self.control.status, started=started)
+        status = "partial" if any(by.get("failed") for by in self.counts.values()) else "succeeded"
+        self.store.mark_backfilled([int(k) for k in self.summary.get("lists", {})], self.run_id)
+        return self._finish(status, started=started)
+
+    def _finish(self, status: str, *, started: float, error: str | None = None) -> RunResult:
+        self.summary["duration_seconds"] = round(time.monotonic() - started, 3)
+        if self.run_id is not None:
+            self.store.finish_run(self.run_id, status, counts=self.counts, summary=self.summary, error=error)
+            log.info("run %d: %s%s", self.run_id, status, f" ({error})" if error else "")
+        self.progress("done", self.done, None, force=True)
+        return RunResult(self.run_id, status, self.counts, self.summary, error=error,
+                         history_path=self.store.path)
+
+    # --- connections ---
+
+    async def _connect(self) -> None:
+        m = self.config.magento
+        i = self.config.interspire
+        try:
+            self.magento = await MagentoDatabase.connect(
+                host=m.host, port=m.port, user=m.user, password=m.password, database=m.database,
+                unix_socket=m.unix_socket, table_prefix=m.table_prefix,
+            )
+        except MagentoError as error:
+            raise RunAborted(str(error)) from error
+
+        if not self.dry_run and not await self.magento.acquire_run_lock():
+            raise AlreadyRunning(
+                _("another sync run holds the lock on database {database}").format(database=m.database)
+            )
+
+        self.iem = IemClient(i.url, i.username, i.token, timeout=i.timeout, concurrency=i.concurrency,
+                             retries=i.retries, verify=i.verify_tls)
+        try:
+            await self.iem.test_token()
+        except IemAuthError as error:
+            raise RunAborted(
+                _("IEM refused the username and token ({error}); check interspire.username and "
+                  "interspire.token against the XML API settings of that IEM user").format(error=error.message)
+            ) from error
+        except IemError as error:
+            raise RunAborted(
+                _("IEM at {url} cannot be reached ({error}); check interspire.url").format(url=i.url, error=error)
+            ) from error
+
+    # --- reading ---
+
+    async def _read_and_plan(self) -> tuple[Plan, BrakeReason | None]:
+        assert self.magento is not None
+        scan = await self._read_magento()
+        websites = tuple(await self.magento.website_ids())
+        default_stores = await self.magento.default_store_ids()
+        i = self.config.interspire
+        lists = sorted({i.list_id, *i.website_lists.values()})
+
+        iem_rows: dict[tuple[int, str], IemRow] = {}
+        sizes: dict[int, int] = {}
+        for list_id in lists:
+            sizes[list_id] = await self._read_list(list_id, iem_rows)
+
+        self.progress("plan", 0, None, force=True)
+        last = self.store.load_state()
+        options = SyncOptions(
+            default_list=i.list_id,
+            website_lists=i.website_lists,
+            websites=websites,
+            default_store_ids=default_stores,
+            now=int(time.time()),
+            import_new_subscribers=self.config.sync.import_new_subscribers,
+            bounced_is_unsubscribed=self.config.sync.bounced_is_unsubscribed,
+            names_enabled=bool(i.firstname_field_id or i.lastname_field_id),
+        )
+        plan = reconcile(options, scan, iem_rows, last, self.store.load_rejections())
+        self.backfilled = self.store.backfilled_lists()
+        self.summary.update(
+            identities=plan.identities,
+            subscribed_identities=plan.subscribed_identities,
+            out_of_scope=plan.out_of_scope,
+            invalid_email=plan.invalid_email,
+            duplicates=plan.duplicates,
+            pending=plan.pending,
+            unknown_status=plan.unknown_status,
+            previously_rejected=len(plan.rejected),
+            lists={str(k): v for k, v in sizes.items()},
+            planned=plan.counts(),
+        )
+        if plan.out_of_scope:
+            log.info("%d Magento rows belong to no website (store_id 0 or NULL) and are out of scope",
+                     plan.out_of_scope)
+        if plan.unknown_status:
+            log.warning("%d identities have an unknown subscriber_status; treated as pending",
+                        plan.unknown_status)
+        brake = None if self.allow_mass_changes else check_brake(plan, sizes, last)
+        return plan, brake
+
+    async def _read_magento(self) -> MagentoScan:
+        assert self.magento is not None
+        rows = []
+        self.progress("read_magento", 0, None, force=True)
+        async for row in self.magento.iter_rows():
+            rows.append(row)
+            if len(rows) % 1000 == 0:
+                self.progress("read_magento", len(rows), None)
+        self.progress("read_magento", len(rows), len(rows), force=True)
+        self.summary["magento_rows"] = len(rows)
+        return group_magento_rows(rows)
+
+    async def _read_list(self, list_id: int, into: dict[tuple[int, str], IemRow]) -> int:
+        """Reads one IEM list in a single streamed call, restarting it on transport failures."""
+        assert self.iem is not None
+        attempts = self.config.interspire.retries + 1
+        for attempt in range(1, attempts + 1):
+            rows: list[IemRow] = []
+            self.progress("read_iem", 0, None, force=True)
+            try:
+                async for row in self.iem.iter_subscribers(list_id):
+                    rows.append(row)
+                    if len(rows) % 1000 == 0:
+                        self.progress("read_iem", len(rows), None)
+            except IemTransientError as error:
+                if attempt == attempts:
+                    raise RunAborted(
+                        _("reading IEM list {list_id} failed {n} times; last error: {error}").format(
+                            list_id=list_id, n=attempts, error=error)
+                    ) from error
+                delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                log.warning("reading IEM list %d failed (%s: %s); retrying in %.1f s",
+                            list_id, type(error).__name__, error, delay)
+                await asyncio.sleep(delay)
+                continue
+            into.update(index_iem_rows(rows))
+            self.progress("read_iem", len(rows), len(rows), force=True)
+            return len(rows)
+        return 0
+
+    # --- writing ---
+
+    def _count(self, action: str, outcome: str) -> None:
+        by = self.counts.setdefault(action, {})
+        by[outcome] = by.get(outcome, 0) + 1
+
+    def _record_up_front(self, plan: Plan) -> None:
+        """Records what needs no write: settled states, and bad data that fails up front."""
+        assert self.run_id is not None
+        self.store.save_states(plan.settled)
+        for decision, reason in plan.invalid:
+            self._item_failed_now(decision, "invalid_data", reason)
+            self.store.save_rejection(
+                Rejection(decision.email_norm, decision.website_id or 0, decision.action.value,
+                          decision.fingerprint, reason),
+                self.run_id,
+            )
+
+    def _item_failed_now(self, decision: Decision, error_class: str, message: str) -> None:
+        assert self.run_id is not None
+        self.store.add_item(
+            self.run_id, email=decision.email, website_id=decision.website_id, list_id=decision.list_id,
+            action=decision.action.value, direction=decision.direction, reason=decision.reason,
+            outcome=Outcome.FAILED.value, error_class=error_class, error_message=message,
+        )
+        self._count(decision.action.value, Outcome.FAILED.value)
+        log.warning("run %d: %s %s failed: %s", self.run_id, decision.action.value, decision.email, message)
+
+    async def _write(self, plan: Plan) -> None:
+        total = sum(len(g.decisions) for g in plan.groups)
+        self.progress("write", 0, total, force=True)
+        groups = iter(plan.groups)
+        workers = max(1, self.config.interspire.concurrency)
+
+        async def worker() -> None:
+            for group in groups:
+                if self.control.event.is_set() or self.fatal is not None:
+                    return
+                await self._run_group(group)
+                self.progress("write", self.done, total)
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        self.progress("write", self.done, total, force=True)
+
+    async def _run_group(self, group: GroupPlan) -> None:
+        assert self.run_id is not None
+        status_ok = True
+        names_ok = True
+        guest_ids: dict[int, int] = {}
+
+        for decision in group.decisions:
+            if self.fatal is not None or self.control.event.is_set():
+                return
+            if decision.action is Action.UPDATE_NAMES and not status_ok:
+                break
+            item_id = self.store.add_item(
+                self.run_id, email=decision.email, website_id=decision.website_id,
+                list_id=decision.list_id, action=decision.action.value, direction=decision.direction,
+                reason=decision.reason,
+            )
+            attempts = Attempts()
+            outcome, error_class, message = await self._apply(decision, attempts, guest_ids)
+            self.store.finish_item(item_id, outcome, attempts=attempts.n, error_class=error_class,
+                                   error_message=message)
+            self._count(decision.action.value, outcome)
+            self.done += 1
+
+            if outcome != Outcome.SUCCEEDED.value:
+                if decision.action is Action.UPDATE_NAMES:
+                    names_ok = False
+                else:
+                    status_ok = False
+                if error_class == "rejected":
+                    self.store.save_rejection(
+                        Rejection(decision.email_norm, decision.website_id or 0, decision.action.value,
+                                  decision.fingerprint, message or ""),
+                        self.run_id,
+                    )
+
+        if status_ok:
+            self._save_group_state(group, names_ok, guest_ids)
+
+    def _save_group_state(self, group: GroupPlan, names_ok: bool, guest_ids: dict[int, int]) -> None:
+        states = []
+        for state in group.final_states:
+            if not names_ok:
+                first, last = group.previous_names.get(state.key, (None, None))
+                state = replace(state, firstname=first, lastname=last)
+            if state.website_id in guest_ids:
+                state = replace(state, subscriber_ids=(guest_ids[state.website_id],))
+            states.append(state)
+        self.store.save_states(states)
+        for state in states:
+            self.store.clear_rejection(state.email, state.website_id)
+
+    async def _apply(
+        self, d: Decision, attempts: Attempts, guest_ids: dict[int, int]
+    ) -> tuple[str, str | None, str | None]:
+        """Carries out one decision; returns (outcome, error class, message)."""
+        try:
+            if d.action.direction.value == "to_iem":
+                return await self._apply_iem(d, attempts)
+            return await self._apply_magento(d, guest_ids)
+        except IemAuthError as error:
+            self.fatal = RunAborted(
+                _("IEM refused the username and token during the run ({error}); the run stopped").format(
+                    error=error.message)
+            )
+            return Outcome.FAILED.value, "authentication", error.message
+        except IemRejected as error:
+            return Outcome.FAILED.value, "rejected", error.message
+        except IemTransientError as error:
+            return Outcome.FAILED.value, "transient", f"{type(error).__name__}: {error.message}"
+        except IemError as error:
+            return Outcome.FAILED.value, "request", error.message
+        except InvalidRecord as error:
+            return Outcome.FAILED.value, "rejected", str(error)
+        except MagentoConnectionError as error:
+            self.fatal = RunAborted(str(error))
+            return Outcome.FAILED.value, "connection", str(error)
+        except MagentoError as error:
+            return Outcome.FAILED.value, "database", str(error)
+
+    async def _apply_iem(self, d: Decision, attempts: Attempts) -> tuple[str, str | None, str | None]:
+        assert self.iem is not None
+        i = self.config.interspire
+        ok = (Outcome.SUCCEEDED.value, None, None)
+
+        if d.action is Action.ADD:
+            autoresponders = self.config.sync.add_to_autoresponders and d.list_id in self.backfilled
+            result = await self.iem.add_subscriber(
+                d.list_id, d.email, confirmed=True, add_to_autoresponders=autoresponders,
+                custom_fields=self._custom_fields(d), counter=attempts,
+            )
+            if result.already_exists:
+                return await self._reconcile_existing(d, attempts)
+            return ok
+
+        if d.action is Action.CONFIRM:
+            await self.iem.confirm(d.list_id, d.iem_subscriber_id or 0, counter=attempts)
+            return ok
+
+        if d.action is Action.ACTIVATE:
+            await self.iem.activate(d.list_id, d.email, counter=attempts)
+            if not d.iem_confirmed:
+                await self.iem.confirm(d.list_id, d.iem_subscriber_id or 0, counter=attempts)
+            return ok
+
+        if d.action is Action.UNSUBSCRIBE_IEM:
+            await self.iem.unsubscribe(d.list_id, d.email, counter=attempts)
+            return ok
+
+        if d.action is Action.UPDATE_NAMES:
+            for field_id, value in ((i.firstname_field_id, d.firstname), (i.lastname_field_id, d.lastname)):
+                if field_id and value:
+                    await self.iem.save_custom_field(d.iem_subscriber_id or 0, field_id, value,
+                                                     counter=attempts)
+            return ok
+        raise AssertionError(d.action)
+
+    def _custom_fields(self, d: Decision) -> dict[int, str]:
+        i = self.config.interspire
+        fields = {}
+        if i.firstname_field_id and d.firstname:
+            fields[i.firstname_field_id] = d.firstname
+        if i.lastname_field_id and d.lastname:
+            fields[i.lastname_field_id] = d.lastname
+        return fields
+
+    async def _reconcile_existing(self, d: Decision, attempts: Attempts) -> tuple[str, str | None, str | None]:
+        """IEM already has the address (a retried add, or a row added since the read)."""
+        assert self.iem is not None
+        row = await self.iem.find_subscriber(d.list_id, d.email)
+        if row is None:
+            return (Outcome.FAILED.value, "transient",
+                    "IEM reported the address as existing but the lookup did not find it")
+        cls = iem_class(row)
+        if cls is IemClass.ACTIVE:
+            if not row.confirmed:
+                await self.iem.confirm(d.list_id, row.subscriber_id, counter=attempts)
+        else:
+            if not self._magento_newer(d, row):  # never resubscribe a newer IEM unsubscribe
+                return (Outcome.SKIPPED.value, "conflict",
+                        "unsubscribed in IEM after the read; the next run decides")
+            await self.iem.activate(d.list_id, d.email, counter=attempts)
+            if not row.confirmed:
+                await self.iem.confirm(d.list_id, row.subscriber_id, counter=attempts)
+        for field_id, value in self._custom_fields(d).items():
+            await self.iem.save_custom_field(row.subscriber_id, field_id, value, counter=attempts)
+        return Outcome.SUCCEEDED.value, None, None
+
+    @staticmethod
+    def _magento_newer(d: Decision, row: IemRow) -> bool:
+        return d.changed_at is not None and d.changed_at > iem_change_time(row)
+
+    async def _apply_magento(self, d: Decision, guest_ids: dict[int, int]) -> tuple[str, str | None, str | None]:
+        assert self.magento is not None
+        if d.action is Action.CREATE_GUEST:
+            async with self.magento_lock:
+                new_id = await self.magento.insert_guest(d.email, d.store_id or 0, int(MagentoStatus.SUBSCRIBED))
+            guest_ids[d.website_id or 0] = new_id
+            return Outcome.SUCCEEDED.value, None, None
+
+        missed = []
+        for subscriber_id, status in d.rows:
+            async with self.magento_lock:
+                changed = await self.magento.set_status(subscriber_id, status, d.target_status or 0)
+            if not changed:
+                missed.append(subscriber_id)
+        if missed:
+            return (Outcome.SKIPPED.value, "conflict",
+                    f"subscriber_id {', '.join(map(str, missed))} changed in Magento during the run; "
+                    "the next run decides")
+        return Outcome.SUCCEEDED.value, None, None
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as error:  # noqa: BLE001 - cleanup must not hide the run's own result
+        log.debug("cleanup step failed: %s", error)
+
+
+async def run_sync(config: Config, **options: Any) -> RunResult:
+    return await SyncRun(config, **options).execute()
+
+
+__all__ = [
+    "AlreadyRunning",
+    "ProgressEvent",
+    "RunAborted",
+    "RunControl",
+    "RunResult",
+    "SyncRun",
+    "run_sync",
+]

@@ -1,0 +1,164 @@
+"""What the command line prints about runs, plans and history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from edm_tui.daemon.history import ItemRecord, RunRecord
+from edm_tui.daemon.runner import RunResult
+from edm_tui.i18n import _
+from edm_tui.sync.model import Action
+
+
+def action_label(action: str) -> str:
+    labels = {
+        Action.ADD.value: _("added to IEM"),
+        Action.CONFIRM.value: _("confirmed in IEM"),
+        Action.ACTIVATE.value: _("resubscribed in IEM"),
+        Action.UNSUBSCRIBE_IEM.value: _("unsubscribed in IEM"),
+        Action.UPDATE_NAMES.value: _("names updated in IEM"),
+        Action.SUBSCRIBE_MAGENTO.value: _("subscribed in Magento"),
+        Action.UNSUBSCRIBE_MAGENTO.value: _("unsubscribed in Magento"),
+        Action.CREATE_GUEST.value: _("guest subscribers created in Magento"),
+    }
+    return labels.get(action, action)
+
+
+def status_label(status: str) -> str:
+    labels = {
+        "running": _("running"),
+        "succeeded": _("succeeded"),
+        "partial": _("finished with failed items"),
+        "failed": _("failed"),
+        "blocked": _("blocked by the safety brake"),
+        "interrupted": _("interrupted"),
+        "cancelled": _("cancelled"),
+    }
+    return labels.get(status, status)
+
+
+def _time(stamp: int | None) -> str:
+    if stamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ordered(counts: dict[str, Any]) -> list[str]:
+    order = [a.value for a in Action]
+    return sorted(counts, key=lambda a: order.index(a) if a in order else len(order))
+
+
+def print_run_summary(result: RunResult) -> None:
+    summary = result.summary
+    if result.run_id is not None:
+        print(_("Run {run_id}: {status} in {seconds} s").format(
+            run_id=result.run_id, status=status_label(result.status),
+            seconds=summary.get("duration_seconds", 0)))
+    else:
+        print(_("Run: {status}").format(status=status_label(result.status)))
+
+    if result.error:
+        print("  " + _("Reason: {error}").format(error=result.error))
+
+    if result.counts:
+        for action in _ordered(result.counts):
+            by = result.counts[action]
+            line = f"  {action_label(action)}: {by.get('succeeded', 0)}"
+            extra = []
+            if by.get("failed"):
+                extra.append(_("{n} failed").format(n=by["failed"]))
+            if by.get("skipped"):
+                extra.append(_("{n} skipped").format(n=by["skipped"]))
+            if extra:
+                line += " (" + ", ".join(extra) + ")"
+            print(line)
+    elif result.status in ("succeeded", "partial"):
+        print("  " + _("Nothing to change: both sides already agree."))
+
+    if summary.get("identities") is not None:
+        print("  " + _("Subscribers seen: {identities} ({subscribed} subscribed), {pending} pending, "
+                       "{duplicates} with duplicate rows").format(
+            identities=summary.get("identities", 0), subscribed=summary.get("subscribed_identities", 0),
+            pending=summary.get("pending", 0), duplicates=summary.get("duplicates", 0)))
+    if summary.get("out_of_scope"):
+        print("  " + _("Out of scope: {n} Magento rows belong to no website (store 0 or deleted)").format(
+            n=summary["out_of_scope"]))
+    if summary.get("invalid_email"):
+        print("  " + _("Skipped: {n} Magento rows without an email address").format(n=summary["invalid_email"]))
+    if summary.get("previously_rejected"):
+        print("  " + _("Not retried: {n} items IEM refused before; they are retried once their Magento data "
+                       "changes").format(n=summary["previously_rejected"]))
+    if result.status == "blocked":
+        print("  " + _("Nothing was written. If the change is intended, run once with --allow-mass-changes."))
+    if result.history_path is not None and result.run_id is not None:
+        print(_("History: {path} (details: edm-sync history {run_id})").format(
+            path=result.history_path, run_id=result.run_id))
+
+
+def plan_as_dict(result: RunResult, limit: int) -> dict[str, Any]:
+    plan = result.plan
+    assert plan is not None
+    actions: dict[str, dict[str, Any]] = {}
+    for decision in plan.decisions:
+        entry = actions.setdefault(decision.action.value, {
+            "direction": decision.direction, "count": 0, "first": []})
+        entry["count"] += 1
+        if len(entry["first"]) < limit:
+            entry["first"].append({"email": decision.email, "website_id": decision.website_id,
+                                   "list_id": decision.list_id, "reason": decision.reason})
+    return {
+        "actions": actions,
+        "blocked": result.brake.message() if result.brake else None,
+        "failed_up_front": [
+            {"email": d.email, "action": d.action.value, "reason": reason} for d, reason in plan.invalid
+        ],
+        "summary": result.summary,
+    }
+
+
+def print_plan(result: RunResult, limit: int) -> None:
+    data = plan_as_dict(result, limit)
+    if not data["actions"]:
+        print(_("Nothing to change: both sides already agree."))
+    for action in _ordered(data["actions"]):
+        entry = data["actions"][action]
+        arrow = "Magento → IEM" if entry["direction"] == "to_iem" else "IEM → Magento"
+        print(f"{action_label(action)} ({arrow}): {entry['count']}")
+        for item in entry["first"]:
+            print(f"    {item['email']}  " + _("website {website}, list {list_id}, {reason}").format(
+                website=item["website_id"], list_id=item["list_id"], reason=item["reason"]))
+        if entry["count"] > len(entry["first"]):
+            print("    " + _("… and {n} more").format(n=entry["count"] - len(entry["first"])))
+    for item in data["failed_up_front"]:
+        print(_("Will fail: {email} ({reason})").format(email=item["email"], reason=item["reason"]))
+    if data["blocked"]:
+        print(_("A sync would be blocked by the safety brake: {reason}").format(reason=data["blocked"]))
+
+
+def print_runs(runs: list[RunRecord]) -> None:
+    if not runs:
+        print(_("No runs yet."))
+        return
+    print(f"{'ID':>6}  {_('Started'):19}  {_('Trigger'):8}  {_('Status'):28}  {_('Writes'):>7}  {_('Failed'):>6}")
+    for run in runs:
+        writes = sum(by.get("succeeded", 0) for by in run.counts.values())
+        failed = sum(by.get("failed", 0) for by in run.counts.values())
+        print(f"{run.id:>6}  {_time(run.started_at):19}  {run.trigger:8}  {status_label(run.status):28}  "
+              f"{writes:>7}  {failed:>6}")
+
+
+def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
+    print(_("Run {run_id}: {status}, started {started}, finished {finished}").format(
+        run_id=run.id, status=status_label(run.status), started=_time(run.started_at),
+        finished=_time(run.finished_at)))
+    if run.error:
+        print("  " + _("Reason: {error}").format(error=run.error))
+    if not items:
+        print("  " + _("No items: this run wrote nothing."))
+        return
+    for item in items:
+        line = f"  {item.outcome:11} {item.action:20} {item.email}  w{item.website_id} l{item.list_id}"
+        if item.error_message:
+            line += f"  [{item.error_class}] {item.error_message}"
+        print(line)
