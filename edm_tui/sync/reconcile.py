@@ -276,8 +276,6 @@ class Reconciler:
         decisions = self._drop_rejected(plan, decisions)
         decisions = self._drop_invalid(plan, decisions)
         final = self._final_states(members, iem, icls, list_id, email, decisions)
-        if len(decisions) != planned:
-            return  # refused or invalid: keep the old state so the same data is not retried
 
         if decisions:
             plan.groups.append(
@@ -292,7 +290,9 @@ class Reconciler:
                     },
                 )
             )
-        else:
+        elif len(decisions) == planned:
+            # Nothing dropped: record what was seen. A refused or invalid write keeps the old
+            # state instead, so it is reconsidered once the Magento data changes.
             plan.settled.extend(s for s in final if self.last.get(s.key) != _without_time(s, self.last))
 
     def _member(self, email: str, website: int) -> _Member:
