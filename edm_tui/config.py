@@ -8,7 +8,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -303,4 +303,4 @@ def load_config(path: Path) -> Config:
                 path=path
             )
         )
-    return Config(**{**config.__dict__, "warnings": tuple(warnings)})
+    return replace(config, warnings=tuple(warnings))

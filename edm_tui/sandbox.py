@@ -1,0 +1,218 @@
+"""`edm-sync sandbox`: a throwaway sample shop, the IEM simulator and a real sync.
+
+Everything lives in one folder (default `.sandbox`): the simulator's state and log, the
+configuration file and the history. The sample database is a separate database on the local
+MariaDB. Running it again reuses both and simply syncs again; `--reset` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+
+from edm_tui.i18n import _
+
+SANDBOX_USERNAME = "sandbox"
+SANDBOX_TOKEN = "sandbox-token-0123456789abcdef"  # a throwaway token for the local simulator only
+SIMULATOR_START_TIMEOUT = 20.0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _database_exists(args: argparse.Namespace) -> bool:
+    conn = pymysql.connect(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
+                           password=args.mysql_password, connect_timeout=5)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (args.database,))
+            return cursor.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def _build(args: argparse.Namespace, folder: Path) -> None:
+    from edm_tui.magento.sampledata import generate_iem_list, generate_shop, load_shop
+
+    _say(_("Building the sample shop: {n} subscribers in database {database} ...").format(
+        n=args.subscribers, database=args.database))
+    shop = generate_shop(seed=2026, subscribers=args.subscribers)
+    load_shop({"host": args.mysql_host, "port": args.mysql_port, "user": args.mysql_user,
+               "password": args.mysql_password}, args.database, shop)
+
+    rows = generate_iem_list(shop, seed=2026)
+    state = {
+        "users": [{"userid": 1, "username": SANDBOX_USERNAME, "token": SANDBOX_TOKEN, "status": 1, "admin": True}],
+        "lists": [
+            {"listid": 1, "name": "Hírlevél (Main Website)", "createdate": 1_600_000_000, "ownerid": 1},
+            {"listid": 2, "name": "Hírlevél (Second Website)", "createdate": 1_600_000_000, "ownerid": 1},
+        ],
+        "custom_fields": [
+            {"fieldid": 2, "name": "Keresztnév", "fieldtype": "text", "required": False, "options": []},
+            {"fieldid": 3, "name": "Vezetéknév", "fieldtype": "text", "required": False, "options": []},
+        ],
+        "subscribers": rows,
+        "next_subscriberid": max((r["subscriberid"] for r in rows), default=0) + 1,
+    }
+    (folder / "iem-state.json").write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+    history = folder / "state" / "history.sqlite3"
+    for path in (history, Path(f"{history}-wal"), Path(f"{history}-shm")):
+        path.unlink(missing_ok=True)
+    _say(_("  Magento: {summary}").format(summary=shop.describe()))
+    _say(_("  IEM: {n} rows on lists 1 and 2").format(n=len(rows)))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_simulator(folder: Path) -> tuple[int, int] | None:
+    info = folder / "simulator.json"
+    if not info.exists():
+        return None
+    data = json.loads(info.read_text())
+    if _pid_alive(data["pid"]):
+        return data["pid"], data["port"]
+    return None
+
+
+def _stop_simulator(folder: Path) -> bool:
+    running = _running_simulator(folder)
+    if running is None:
+        return False
+    os.kill(running[0], signal.SIGTERM)
+    for _ in range(50):
+        if not _pid_alive(running[0]):
+            break
+        time.sleep(0.1)
+    (folder / "simulator.json").unlink(missing_ok=True)
+    return True
+
+
+def _start_simulator(folder: Path) -> int:
+    running = _running_simulator(folder)
+    if running is not None:
+        return running[1]
+
+    log_path = folder / "simulator.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edm_tui.cli", "simulator", "--port", "0",
+         "--state", str(folder / "iem-state.json"), "--auth-delay", "5"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + SIMULATOR_START_TIMEOUT
+    while time.monotonic() < deadline:
+        for line in log_path.read_text().splitlines():
+            if line.startswith("listening on http://127.0.0.1:"):
+                port = int(line.split(":")[2].split("/")[0])
+                (folder / "simulator.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+                return port
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(_("the IEM simulator did not start; see {path}").format(path=log_path))
+
+
+def _write_config(args: argparse.Namespace, folder: Path, port: int) -> Path:
+    path = folder / "config.toml"
+    text = f"""# edm-sync sandbox configuration: a sample shop and the local IEM simulator.
+[interspire]
+url = "http://127.0.0.1:{port}/xml.php"
+username = "{SANDBOX_USERNAME}"
+token = "{SANDBOX_TOKEN}"
+list_id = 1
+firstname_field_id = 2
+lastname_field_id = 3
+concurrency = 8
+timeout = 30
+
+[interspire.website_lists]
+"2" = 2
+
+[magento]
+host = "{args.mysql_host}"
+port = {args.mysql_port}
+user = "{args.mysql_user}"
+password = "{args.mysql_password}"
+database = "{args.database}"
+table_prefix = ""
+
+[sync]
+import_new_subscribers = true
+bounced_is_unsubscribed = true
+add_to_autoresponders = true
+
+[storage]
+state_dir = "state"
+"""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    folder = Path(args.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+
+    if args.stop:
+        stopped = _stop_simulator(folder)
+        _say(_("Simulator stopped.") if stopped else _("The sandbox's simulator was not running."))
+        return 0
+
+    try:
+        fresh = args.reset or not _database_exists(args) or not (folder / "iem-state.json").exists()
+    except pymysql.MySQLError as error:
+        _say(_("error: MariaDB at {host}:{port} refused the connection ({error}); start it, or pass "
+               "--mysql-host/--mysql-user/--mysql-password").format(
+            host=args.mysql_host, port=args.mysql_port, error=error))
+        return 2
+
+    if fresh:
+        _stop_simulator(folder)
+        _build(args, folder)
+    else:
+        _say(_("Reusing the sample shop in {database} (use --reset to start over).").format(database=args.database))
+
+    port = _start_simulator(folder)
+    config_path = _write_config(args, folder, port)
+    _say(_("IEM simulator: http://127.0.0.1:{port}/xml.php (state in {path})").format(
+        port=port, path=folder / "iem-state.json"))
+    _say(_("Configuration: {path}").format(path=config_path))
+    _say("")
+
+    from edm_tui.cli import main as cli_main
+
+    code = cli_main(["--config", str(config_path), "sync"])
+    _say("")
+    _say(_("Try next:"))
+    for line in (
+        f"edm-sync --config {config_path} plan",
+        f"edm-sync --config {config_path} sync",
+        f"edm-sync --config {config_path} history",
+        f"edm-sync --config {config_path} check",
+        "./run sandbox --stop",
+    ):
+        _say(f"  .venv/bin/{line}" if line.startswith("edm-sync") else f"  {line}")
+    return code
+
+
+__all__ = ["run_sandbox"]
