@@ -300,8 +300,12 @@ class HistoryStore:
              rejection.message, run_id),
         )
 
-    def clear_rejection(self, email: str, website_id: int) -> None:
-        self.db.execute("DELETE FROM rejections WHERE email = ? AND website_id = ?", (email, website_id))
+    def clear_rejection(self, email: str, website_id: int, action: str) -> None:
+        """Forgets a refusal once the same kind of write has gone through."""
+        self.db.execute(
+            "DELETE FROM rejections WHERE email = ? AND website_id = ? AND action = ?",
+            (email, website_id, action),
+        )
 
     # --- lists ---
 

@@ -452,6 +452,9 @@ class SyncRun:
                                   decision.fingerprint, message or ""),
                         self.run_id,
                     )
+            else:
+                self.store.clear_rejection(decision.email_norm, decision.website_id or 0,
+                                           decision.action.value)
 
         if status_ok:
             self._save_group_state(group, names_ok, guest_ids)
@@ -466,8 +469,6 @@ class SyncRun:
                 state = replace(state, subscriber_ids=(guest_ids[state.website_id],))
             states.append(state)
         self.store.save_states(states)
-        for state in states:
-            self.store.clear_rejection(state.email, state.website_id)
 
     async def _apply(
         self, d: Decision, attempts: Attempts, guest_ids: dict[int, int]

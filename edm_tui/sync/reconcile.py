@@ -399,8 +399,8 @@ class Reconciler:
             return None
         for m in members:
             rep = m.rep
-            if rep is None or rep.customer_id <= 0 or rep.name_error:
-                continue
+            if rep is None or rep.customer_id <= 0:
+                continue  # guests have no names; an unreadable name is None and left alone
             if m.mclass is not MagentoClass.SUBSCRIBED and m.target != MagentoStatus.SUBSCRIBED:
                 continue
             return m
