@@ -31,6 +31,6 @@ def bench(database: str, tmp_path: Path, dialect: str) -> Iterator[Bench]:
     from edm_tui.interspire.simulator import start_simulator
 
     with start_simulator(auth_delay=0, dialect=dialect) as simulator:
-        bench = Bench(database, simulator.base, simulator.url, tmp_path)
+        bench = Bench(database, simulator.base, simulator.url, tmp_path, sim=simulator)
         bench.put_state(base_state())
         yield bench

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import tomlkit
 
 from edm_tui.config import Config, parse_config
 from edm_tui.daemon.runner import RunResult, SyncRun
@@ -42,10 +43,19 @@ class Bench:
     tmp: Path
     prefix: str = ""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sim: Any = None  # the in-process simulator handle
 
     # --- configuration and runs ---
 
     def config(self, **sections: dict[str, Any]) -> Config:
+        return parse_config(self.config_data(**sections))
+
+    def write_config(self, path: Path, **sections: dict[str, Any]) -> Path:
+        path.write_text(tomlkit.dumps(self.config_data(**sections)), encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    def config_data(self, **sections: dict[str, Any]) -> dict[str, Any]:
         params = mdb.adapter_params()
         data: dict[str, Any] = {
             "interspire": {"url": self.sim_url, "username": USERNAME, "token": TOKEN, "list_id": 1,
@@ -59,7 +69,11 @@ class Bench:
         }
         for section, values in {**self.overrides, **sections}.items():
             data[section] = {**data.get(section, {}), **values}
-        return parse_config(data)
+        return data
+
+    def write_counts(self) -> dict[str, int]:
+        """Requests per IEM method so far, read in process (cheap enough to poll)."""
+        return self.sim.simulator.recorder.stats()["by_method"]
 
     def sync(self, **options: Any) -> RunResult:
         config = options.pop("config", None) or self.config()
