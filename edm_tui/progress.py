@@ -32,6 +32,7 @@ class ProgressPrinter:
         self.interactive = self.stream.isatty()
         self.phase = ""
         self.last_line = 0.0
+        self.last_text = ""
         self.progress: Progress | None = None
         self.task: TaskID | None = None
 
@@ -78,4 +79,6 @@ class ProgressPrinter:
             text = f"{phase_title(event.phase)}: {event.done}"
         else:
             text = f"{phase_title(event.phase)}: {event.done}/{event.total}"
-        print(text, file=self.stream, flush=True)
+        if text != self.last_text:
+            print(text, file=self.stream, flush=True)
+            self.last_text = text

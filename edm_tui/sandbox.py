@@ -41,15 +41,17 @@ def _database_exists(args: argparse.Namespace) -> bool:
 
 
 def _build(args: argparse.Namespace, folder: Path) -> None:
-    from edm_tui.magento.sampledata import generate_iem_list, generate_shop, load_shop
+    from edm_tui.magento.sampledata import generate_iem_list, generate_shop, iem_list_counts, load_shop
 
     _say(_("Building the sample shop: {n} subscribers in database {database} ...").format(
         n=args.subscribers, database=args.database))
-    shop = generate_shop(seed=2026, subscribers=args.subscribers)
+    shop = generate_shop(seed=2026, subscribers=args.subscribers, reference_time=int(time.time()))
     load_shop({"host": args.mysql_host, "port": args.mysql_port, "user": args.mysql_user,
                "password": args.mysql_password}, args.database, shop)
 
     rows = generate_iem_list(shop, seed=2026)
+    for row in rows:
+        row["confirmed"] = row["confirmed"] in ("1", 1, True)
     state = {
         "users": [{"userid": 1, "username": SANDBOX_USERNAME, "token": SANDBOX_TOKEN, "status": 1, "admin": True}],
         "lists": [
@@ -67,8 +69,20 @@ def _build(args: argparse.Namespace, folder: Path) -> None:
     history = folder / "state" / "history.sqlite3"
     for path in (history, Path(f"{history}-wal"), Path(f"{history}-shm")):
         path.unlink(missing_ok=True)
-    _say(_("  Magento: {summary}").format(summary=shop.describe()))
-    _say(_("  IEM: {n} rows on lists 1 and 2").format(n=len(rows)))
+    c = shop.counts
+    _say(_("  Magento: {rows} subscriber rows ({customers} of customers, {guests} of guests); "
+           "status 1: {s1}, 3: {s3}, 2: {s2}, 4: {s4}; {duplicates} duplicate rows; "
+           "{out} rows outside any website").format(
+        rows=c["subscriber_rows"], customers=c["customer_subscriber_rows"], guests=c["guest_subscriber_rows"],
+        s1=c["status_1_rows"], s3=c["status_3_rows"], s2=c["status_2_rows"], s4=c["status_4_rows"],
+        duplicates=c["duplicate_rows"], out=c["store_0_rows"] + c["store_null_rows"]))
+    iem = iem_list_counts(rows)
+    for list_id in (1, 2):
+        _say(_("  IEM list {list_id}: {rows} rows, {active} active, {unsubscribed} unsubscribed, "
+               "{bounced} bounced").format(
+            list_id=list_id, rows=iem[f"list_{list_id}_rows"],
+            active=iem[f"list_{list_id}_active_confirmed"] + iem[f"list_{list_id}_active_unconfirmed"],
+            unsubscribed=iem[f"list_{list_id}_unsubscribed"], bounced=iem[f"list_{list_id}_bounced"]))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -81,6 +81,9 @@ def print_run_summary(result: RunResult) -> None:
                        "{duplicates} with duplicate rows").format(
             identities=summary.get("identities", 0), subscribed=summary.get("subscribed_identities", 0),
             pending=summary.get("pending", 0), duplicates=summary.get("duplicates", 0)))
+    if summary.get("unknown_status"):
+        print("  " + _("Unknown status: {n} subscribers have a subscriber_status other than 1 to 4; "
+                       "treated as pending").format(n=summary["unknown_status"]))
     if summary.get("out_of_scope"):
         print("  " + _("Out of scope: {n} Magento rows belong to no website (store 0 or deleted)").format(
             n=summary["out_of_scope"]))
@@ -157,8 +160,10 @@ def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
     if not items:
         print("  " + _("No items: this run wrote nothing."))
         return
+    print(f"  {_('Outcome'):11} {_('Action'):20} {_('Website'):>7} {_('List'):>5} {_('Tries'):>5}  {_('Email')}")
     for item in items:
-        line = f"  {item.outcome:11} {item.action:20} {item.email}  w{item.website_id} l{item.list_id}"
+        line = (f"  {item.outcome:11} {item.action:20} {item.website_id or '-':>7} {item.list_id:>5} "
+                f"{item.attempts:>5}  {item.email}")
         if item.error_message:
-            line += f"  [{item.error_class}] {item.error_message}"
+            line += f"\n{'':14}{item.error_class}: {item.error_message}"
         print(line)

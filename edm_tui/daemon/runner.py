@@ -329,8 +329,8 @@ class SyncRun:
             log.info("%d Magento rows belong to no website (store_id 0 or NULL) and are out of scope",
                      plan.out_of_scope)
         if plan.unknown_status:
-            log.warning("%d identities have an unknown subscriber_status; treated as pending",
-                        plan.unknown_status)
+            log.info("%d identities have an unknown subscriber_status; treated as pending",
+                     plan.unknown_status)
         brake = None if self.allow_mass_changes else check_brake(plan, sizes, last)
         return plan, brake
 
