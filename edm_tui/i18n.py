@@ -7,6 +7,7 @@ LC_ALL / LC_MESSAGES / LANG (any `hu_*` gives Hungarian), else English.
 from __future__ import annotations
 
 import gettext
+import io
 import os
 from pathlib import Path
 
@@ -26,13 +27,37 @@ def language_from_environment() -> str:
     return "en"
 
 
+def _load_catalog(language: str) -> gettext.NullTranslations:
+    """The compiled catalog when the package build made one, else the .po compiled in memory."""
+    if language == "en":
+        return gettext.NullTranslations()
+    folder = LOCALE_DIR / language / "LC_MESSAGES"
+    compiled = folder / f"{DOMAIN}.mo"
+    if compiled.exists():
+        with open(compiled, "rb") as handle:
+            return gettext.GNUTranslations(handle)
+    source = folder / f"{DOMAIN}.po"
+    if not source.exists():
+        return gettext.NullTranslations()
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with open(source, "rb") as handle:
+        catalog = read_po(handle, locale=language)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
 def set_language(language: str | None = None) -> str:
     """Activate a catalog; returns the language now in use."""
     global _translation, _language
-    wanted = (language or language_from_environment()).split("_")[0].lower()
+    wanted = (language or language_from_environment()).split("_")[0].split(".")[0].lower()
     if wanted not in LANGUAGES:
         wanted = "en"
-    _translation = gettext.translation(DOMAIN, LOCALE_DIR, languages=[wanted], fallback=True)
+    _translation = _load_catalog(wanted)
     _language = wanted
     return wanted
 

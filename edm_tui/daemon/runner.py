@@ -336,6 +336,8 @@ class SyncRun:
 
     async def _read_magento(self) -> MagentoScan:
         assert self.magento is not None
+        # NOTE: both sides are held in memory as slotted rows for the three-way join; at a
+        # million subscribers that is a few hundred MB, the budget a later change must hold.
         rows = []
         self.progress("read_magento", 0, None, force=True)
         async for row in self.magento.iter_rows():
