@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edm_tui.i18n import _
 from edm_tui.interspire.simulator.config import DUPLICATE_STYLES, FAULT_KINDS, ConfigError, parse_fault_option
 from edm_tui.interspire.simulator.render import DIALECTS
 from edm_tui.interspire.simulator.core import build_simulator
@@ -21,32 +22,32 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator options to a parser."""
-    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one (default 0)")
-    parser.add_argument("--state", type=Path, metavar="FILE", help="state file to load, or to create when it does not exist")
-    parser.add_argument("--username", default=DEFAULT_USERNAME, help=f"XML username of a new state (default {DEFAULT_USERNAME})")
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help=f"XML token of a new state (default {DEFAULT_TOKEN})")
-    parser.add_argument("--dialect", choices=DIALECTS, default="legacy", help="output of IEM 6.1 (legacy) or 6.2+ (modern); default legacy")
+    parser.add_argument("--port", type=int, default=0, help=_("TCP port on 127.0.0.1; 0 picks a free one (default 0)"))
+    parser.add_argument("--state", type=Path, metavar="FILE", help=_("state file to load, or to create when it does not exist"))
+    parser.add_argument("--username", default=DEFAULT_USERNAME, help=_("XML username of a new state (default {name})").format(name=DEFAULT_USERNAME))
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help=_("XML token of a new state (default {token})").format(token=DEFAULT_TOKEN))
+    parser.add_argument("--dialect", choices=DIALECTS, default="legacy", help=_("output of IEM 6.1 (legacy) or 6.2+ (modern); default legacy"))
     parser.add_argument(
         "--duplicate-style",
         choices=DUPLICATE_STYLES,
         default="message",
-        help="error for a duplicate add: the 6.1.5+ message or the 6.1.4 bare subscriber id (default message)",
+        help=_("error for a duplicate add: the 6.1.5+ message or the 6.1.4 bare subscriber id (default message)"),
     )
-    parser.add_argument("--auth-delay", type=float, default=5.0, metavar="SECONDS", help="sleep after each failed login (default 5)")
-    parser.add_argument("--latency-ms", type=float, default=0, metavar="N", help="delay before each API request, in milliseconds (default 0)")
-    parser.add_argument("--max-concurrency", type=int, metavar="N", help="API requests handled at once, others wait (default no limit)")
+    parser.add_argument("--auth-delay", type=float, default=5.0, metavar="SECONDS", help=_("sleep after each failed login (default 5)"))
+    parser.add_argument("--latency-ms", type=float, default=0, metavar="N", help=_("delay before each API request, in milliseconds (default 0)"))
+    parser.add_argument("--max-concurrency", type=int, metavar="N", help=_("API requests handled at once, others wait (default no limit)"))
     parser.add_argument(
         "--fault",
         action="append",
         default=[],
         metavar="KIND[:RATE]",
-        help=f"inject a fault into a share RATE (0 to 1, default 1) of requests; repeatable; kinds: {', '.join(FAULT_KINDS)}",
+        help=_("inject a fault into a share RATE (0 to 1, default 1) of requests; repeatable; kinds: {kinds}").format(kinds=", ".join(FAULT_KINDS)),
     )
-    parser.add_argument("--fault-methods", metavar="M1,M2", help="limit the faults to these request methods")
-    parser.add_argument("--slow-seconds", type=float, default=30.0, metavar="SECONDS", help="delay of the slow fault (default 30)")
-    parser.add_argument("--seed", type=int, help="random seed for fault choices and confirm codes")
-    parser.add_argument("--lists", metavar="ID:NAME,...", help='lists of a new state, for example "1:Newsletter,2:Other"')
-    parser.add_argument("--custom-fields", metavar="ID:NAME,...", help='text custom fields of a new state, for example "2:First name"')
+    parser.add_argument("--fault-methods", metavar="M1,M2", help=_("limit the faults to these request methods"))
+    parser.add_argument("--slow-seconds", type=float, default=30.0, metavar="SECONDS", help=_("delay of the slow fault (default 30)"))
+    parser.add_argument("--seed", type=int, help=_("random seed for fault choices and confirm codes"))
+    parser.add_argument("--lists", metavar="ID:NAME,...", help=_('lists of a new state, for example "1:Newsletter,2:Other"'))
+    parser.add_argument("--custom-fields", metavar="ID:NAME,...", help=_('text custom fields of a new state, for example "2:First name"'))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,16 +71,16 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except (ConfigError, TypeError) as error:
-        print(f"edm-sync simulator: {error}", file=sys.stderr)
+        print("edm-sync simulator: " + str(error), file=sys.stderr)
         return 2
     except (OSError, ValueError) as error:
-        print(f"edm-sync simulator: cannot load the state file {args.state}: {error}", file=sys.stderr)
+        print("edm-sync simulator: " + _("cannot load the state file {path}: {error}").format(path=args.state, error=error), file=sys.stderr)
         return 1
 
     try:
         server = SimulatorHTTPServer(args.port, simulator)
     except (OSError, OverflowError) as error:
-        print(f"edm-sync simulator: cannot listen on {HOST}:{args.port}: {error}", file=sys.stderr)
+        print("edm-sync simulator: " + _("cannot listen on {host}:{port}: {error}").format(host=HOST, port=args.port, error=error), file=sys.stderr)
         return 1
 
     stop = threading.Event()
