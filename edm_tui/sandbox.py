@@ -110,7 +110,7 @@ def _stop_simulator(folder: Path) -> bool:
     if running is None:
         return False
     os.kill(running[0], signal.SIGTERM)
-    for _ in range(50):
+    for _attempt in range(50):
         if not _pid_alive(running[0]):
             break
         time.sleep(0.1)

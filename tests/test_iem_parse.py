@@ -26,11 +26,11 @@ from edm_tui.interspire.errors import (
     IemServerError,
     classify_failure,
 )
+from edm_tui.interspire.stream import SubscriberStreamParser
 from edm_tui.interspire.xmlapi import (
     AddResult,
     IemField,
     IemList,
-    SubscriberStreamParser,
     add_result_from_response,
     add_subscriber_details,
     build_request,

@@ -10,7 +10,6 @@ import socket
 import time
 import tracemalloc
 from collections.abc import Iterator
-from datetime import datetime, timezone
 
 import pymysql
 import pytest

@@ -29,6 +29,7 @@ from edm_tui.interspire.errors import (
     IemTimeout,
     IemTransientError,
 )
+from edm_tui.interspire.stream import SubscriberStreamParser
 from edm_tui.interspire.xmlapi import (
     ACTIVATE_SUBSCRIBER,
     ADD_SUBSCRIBER,
@@ -44,7 +45,6 @@ from edm_tui.interspire.xmlapi import (
     IemField,
     IemList,
     Response,
-    SubscriberStreamParser,
     add_result_from_response,
     add_subscriber_details,
     build_request,

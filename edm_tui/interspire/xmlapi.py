@@ -255,13 +255,13 @@ def _strip_leading_junk(body: bytes) -> bytes:
     return stripped
 
 
-def _find_document_start(body: bytes) -> int | None:
+def find_document_start(body: bytes) -> int | None:
     """Return the offset of the first `<?xml` or `<response`, or None."""
     match = _DOCUMENT_START.search(body)
     return match.start() if match else None
 
 
-def _declared_encoding(document: bytes) -> str:
+def declared_encoding(document: bytes) -> str:
     """Return the codec name of the XML declaration at the start of `document`."""
     declaration_end = document.find(b"?>") if document.startswith(b"<?xml") else -1
     if declaration_end < 0:
@@ -281,7 +281,7 @@ def _declared_encoding(document: bytes) -> str:
     return codecs.lookup(name).name
 
 
-def _describe_non_xml(body: bytes) -> str:
+def describe_non_xml(body: bytes) -> str:
     """Return a short description of a body that contains no XML document."""
     stripped = _strip_leading_junk(body)
     if not stripped:
@@ -305,7 +305,7 @@ def _excerpt(raw: bytes) -> str:
     return text
 
 
-def _describe_expat_error(error: expat.ExpatError) -> str:
+def describe_expat_error(error: expat.ExpatError) -> str:
     reason = expat.errors.messages[error.code] if error.code else str(error)
     where = f"line {error.lineno}, column {error.offset}"
     if reason in _TRUNCATION_ERRORS:
@@ -313,15 +313,15 @@ def _describe_expat_error(error: expat.ExpatError) -> str:
     return f"response is not well-formed XML ({reason} at {where})"
 
 
-class _DoctypeFound(Exception):
+class DoctypeFound(Exception):
     pass
 
 
-def _reject_doctype(*_args: object) -> None:
-    raise _DoctypeFound
+def reject_doctype(*_args: object) -> None:
+    raise DoctypeFound
 
 
-_DOCTYPE_MESSAGE = "response contains a DOCTYPE declaration, which IEM never sends"
+DOCTYPE_MESSAGE = "response contains a DOCTYPE declaration, which IEM never sends"
 
 
 class _DoctypeRejectingExpat:
@@ -338,7 +338,7 @@ class _DoctypeRejectingExpat:
         encoding: str | None = None, namespace_separator: str | None = None
     ) -> Any:
         parser = expat.ParserCreate(encoding, namespace_separator)
-        parser.StartDoctypeDeclHandler = _reject_doctype
+        parser.StartDoctypeDeclHandler = reject_doctype
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         return parser
 
@@ -347,10 +347,10 @@ def _decode(document: bytes, encoding: str) -> str:
     try:
         return document.decode(encoding)
     except UnicodeDecodeError as error:
-        raise IemBadResponse(_describe_decode_error(error, encoding)) from None
+        raise IemBadResponse(describe_decode_error(error, encoding)) from None
 
 
-def _describe_decode_error(error: UnicodeDecodeError, encoding: str) -> str:
+def describe_decode_error(error: UnicodeDecodeError, encoding: str) -> str:
     if error.reason == "unexpected end of data":
         return "response body is truncated (it ends inside a multi-byte character)"
     return f"response is not valid {encoding}: byte 0x{error.object[error.start]:02x}"
@@ -369,24 +369,24 @@ def parse_response(body: bytes) -> Response:
     Raises IemBadResponse with a short description for an empty, HTML, truncated,
     ill-formed or non-XML body, and for any DOCTYPE.
     """
-    start = _find_document_start(body)
+    start = find_document_start(body)
     if start is None:
-        raise IemBadResponse(_describe_non_xml(body))
+        raise IemBadResponse(describe_non_xml(body))
     document = body[start:]
-    text = _decode(document, _declared_encoding(document))
+    text = _decode(document, declared_encoding(document))
 
     try:
         # A str input makes xmltodict parse as UTF-8, overriding the declared encoding.
         parsed = xmltodict.parse(
             text, expat=_DoctypeRejectingExpat, force_list=("item",), disable_entities=True
         )
-    except _DoctypeFound:
-        raise IemBadResponse(_DOCTYPE_MESSAGE) from None
+    except DoctypeFound:
+        raise IemBadResponse(DOCTYPE_MESSAGE) from None
     except expat.ExpatError as error:
-        raise IemBadResponse(_describe_expat_error(error)) from None
+        raise IemBadResponse(describe_expat_error(error)) from None
     except ValueError:
         # xmltodict raises ValueError for an entity declaration.
-        raise IemBadResponse(_DOCTYPE_MESSAGE) from None
+        raise IemBadResponse(DOCTYPE_MESSAGE) from None
 
     root_name, root = next(iter(parsed.items()))
     if root_name != "response":
@@ -628,184 +628,3 @@ def check_custom_field_saved(response: Response, *, subscriber_id: int, field_id
             method=SAVE_SUBSCRIBER_CUSTOM_FIELD,
         )
     check_success(response, SAVE_SUBSCRIBER_CUSTOM_FIELD)
-
-
-# ---------------------------------------------------------------------------------------
-# Streaming GetSubscribers
-# ---------------------------------------------------------------------------------------
-
-_MAX_PREFIX_BYTES = 1 << 20  # maximum junk, such as PHP notices, accepted before the XML
-_LIST_CONTAINERS = ("subscriberlist", "subscribers")
-
-
-class SubscriberStreamParser:
-    """Incremental parser that turns a GetSubscribers body into IemRow values.
-
-    Feed byte chunks as they arrive. Each `<item>` under `subscriberlist` (with or without
-    an `<items>` wrapper) becomes one row as soon as it ends. Only the current item is kept
-    in memory, so memory stays flat however many rows the list has.
-
-    FAILED with an empty or "0" errormessage yields no rows, and so does IEM's early-return
-    `<subscribers>` shape. FAILED with any other message raises the classified error from
-    `close()`. An empty, truncated, ill-formed or non-XML body raises IemBadResponse, from
-    `feed()` as soon as that is certain and otherwise from `close()`.
-    """
-
-    def __init__(self, *, list_id: int | None = None) -> None:
-        self._list_id = list_id
-        self._prefix = bytearray()
-        self._decoder: codecs.IncrementalDecoder | None = None
-        self._parser: Any = None
-        self._encoding = "utf-8"
-        self._closed = False
-
-        self._rows: list[IemRow] = []
-        self._depth = 0
-        self._path: list[str] = []
-        self._capture = False
-        self._text: list[str] = []
-        self._item: dict[str, str] | None = None
-        self._item_depth = -1
-        self._status: str | None = None
-        self._errormessage = ""
-        self._saw_list = False
-
-    def feed(self, chunk: bytes) -> list[IemRow]:
-        """Parse one more chunk and return the rows it completed."""
-        if self._closed:
-            raise RuntimeError("SubscriberStreamParser.feed() called after close()")
-        if self._parser is None:
-            self._prefix += chunk
-            chunk = self._take_document_start()
-            if not chunk:
-                return []
-        self._parse(chunk, final=False)
-        return self._take_rows()
-
-    def close(self) -> list[IemRow]:
-        """Finish parsing, check the envelope and return any remaining rows."""
-        if self._closed:
-            return []
-        self._closed = True
-        if self._parser is None:
-            document = self._take_document_start(final=True)
-            self._parse(document, final=False)
-        self._parse(b"", final=True)
-
-        if self._status is None:
-            raise IemBadResponse("response has no <status>")
-        if self._status == "FAILED":
-            message = self._errormessage.strip()
-            if message in ("", "0"):
-                return []
-            raise classify_failure(message, method=GET_SUBSCRIBERS)
-        if self._status != "SUCCESS":
-            raise IemBadResponse(f"response has an unknown status {self._status!r}")
-        if not self._saw_list:
-            raise IemBadResponse("GetSubscribers data has no subscriberlist")
-        return self._take_rows()
-
-    def _take_rows(self) -> list[IemRow]:
-        rows, self._rows = self._rows, []
-        return rows
-
-    def _take_document_start(self, *, final: bool = False) -> bytes:
-        """Return the buffered bytes from the XML start on once the parser is set up.
-
-        Returns b"" while the start, or the whole XML declaration, has not arrived yet.
-        """
-        start = _find_document_start(self._prefix)
-        if start is None:
-            if final or len(self._prefix) > _MAX_PREFIX_BYTES:
-                raise IemBadResponse(_describe_non_xml(bytes(self._prefix)))
-            return b""
-
-        document = bytes(self._prefix[start:])
-        declaration_incomplete = document.startswith(b"<?xml") and b"?>" not in document
-        if declaration_incomplete and not final:
-            return b""
-
-        self._prefix = bytearray()
-        self._start_parser(_declared_encoding(document))
-        return document
-
-    def _start_parser(self, encoding: str) -> None:
-        self._encoding = encoding
-        self._decoder = codecs.getincrementaldecoder(encoding)()
-        parser = expat.ParserCreate()
-        parser.buffer_text = True
-        parser.StartDoctypeDeclHandler = _reject_doctype
-        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-        parser.StartElementHandler = self._start_element
-        parser.EndElementHandler = self._end_element
-        parser.CharacterDataHandler = self._characters
-        self._parser = parser
-
-    def _parse(self, chunk: bytes, *, final: bool) -> None:
-        assert self._decoder is not None
-        try:
-            text = self._decoder.decode(chunk, final)
-        except UnicodeDecodeError as error:
-            raise IemBadResponse(_describe_decode_error(error, self._encoding)) from None
-
-        try:
-            # pyexpat parses str input as UTF-8, overriding the declared encoding.
-            self._parser.Parse(text, final)
-        except _DoctypeFound:
-            raise IemBadResponse(_DOCTYPE_MESSAGE) from None
-        except expat.ExpatError as error:
-            raise IemBadResponse(_describe_expat_error(error)) from None
-
-    # The handlers below track the element path. The envelope is
-    # response > status | errormessage | data > subscriberlist > [items >] item > field.
-
-    def _start_element(self, name: str, _attributes: dict[str, str]) -> None:
-        depth = self._depth
-        self._depth += 1
-        if depth < 4:
-            del self._path[depth:]
-            self._path.append(name)
-
-        if self._item is not None:
-            self._capture = depth == self._item_depth + 1
-        elif name == "item" and self._is_list_item_position(depth):
-            self._item = {}
-            self._item_depth = depth
-            self._capture = False
-        else:
-            self._capture = depth == 1 and name in ("status", "errormessage")
-            if depth == 2 and name in _LIST_CONTAINERS and self._path[1] == "data":
-                self._saw_list = True
-        self._text.clear()
-
-    def _is_list_item_position(self, depth: int) -> bool:
-        path = self._path
-        if depth == 3:
-            return path[1] == "data" and path[2] == "subscriberlist"
-        if depth == 4:
-            return path[1] == "data" and path[2] == "subscriberlist" and path[3] == "items"
-        return False
-
-    def _characters(self, data: str) -> None:
-        if self._capture:
-            self._text.append(data)
-
-    def _end_element(self, name: str) -> None:
-        self._depth -= 1
-        depth = self._depth
-        text = "".join(self._text).strip() if self._capture else ""
-        self._capture = False
-        self._text.clear()
-
-        if self._item is not None:
-            if depth == self._item_depth + 1:
-                self._item[name] = text
-            elif depth == self._item_depth:
-                self._rows.append(subscriber_row(self._item, list_id=self._list_id))
-                self._item = None
-            return
-
-        if depth == 1 and name == "status":
-            self._status = text
-        elif depth == 1 and name == "errormessage":
-            self._errormessage = text
