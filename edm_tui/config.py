@@ -80,11 +80,32 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """When the daemon runs a sync by itself: every `interval`, or daily at `at` (local time)."""
+
+    interval: float = 24 * 3600.0  # seconds
+    at: tuple[int, int] | None = None  # (hour, minute)
+    jitter: float = 0.0  # seconds of random delay added to each scheduled start
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    socket: Path | None = None  # default: $RUNTIME_DIRECTORY/edm-sync.sock or the user's runtime dir
+    socket_group: str | None = None  # group owning the socket (mode 0660): who may read
+    admin_group: str | None = None  # members may start and cancel runs and change the config
+    max_clients: int = 64
+    language: str | None = None  # "en" or "hu"; default from the environment
+
+
+@dataclass(frozen=True)
 class Config:
     interspire: InterspireConfig
     magento: MagentoConfig
     sync: SyncConfig
     storage: StorageConfig
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -170,6 +191,51 @@ def _optional_path(value: Any) -> str:
     return _nonempty(value)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> float:
+    """"90s", "15m", "24h", "1d" or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(_('must be a duration such as "30m", "24h" or "1d"'))
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = _string(value).strip().lower()
+        unit = text[-1:] if text[-1:] in _DURATION_UNITS else "s"
+        number = text[:-1] if text[-1:] in _DURATION_UNITS else text
+        try:
+            seconds = float(number) * _DURATION_UNITS[unit]
+        except ValueError:
+            raise ValueError(_('must be a duration such as "30m", "24h" or "1d"')) from None
+    if seconds < 0:
+        raise ValueError(_("must not be negative"))
+    return seconds
+
+
+def _interval(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds < 1:
+        raise ValueError(_('must be at least one second ("1s"); a day is "24h"'))
+    return seconds
+
+
+def _clock(value: Any) -> tuple[int, int]:
+    text = _string(value).strip()
+    hour, _sep, minute = text.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and len(minute) == 2
+            and 0 <= int(hour) <= 23 and 0 <= int(minute) <= 59):
+        raise ValueError(_('must be a local time of day as "HH:MM", e.g. "03:30"'))
+    return (int(hour), int(minute))
+
+
+def _language(value: Any) -> str:
+    text = _string(value).strip().lower()
+    if text not in ("en", "hu"):
+        raise ValueError(_('must be "en" or "hu"'))
+    return text
+
+
 _positive_id = _int_range(1, 2**31 - 1)
 
 SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
@@ -203,6 +269,19 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     },
     "storage": {
         "state_dir": (_optional_path, False),
+    },
+    "schedule": {
+        "interval": (_interval, False),
+        "at": (_clock, False),
+        "jitter": (_duration, False),
+        "enabled": (_bool, False),
+    },
+    "daemon": {
+        "socket": (_optional_path, False),
+        "socket_group": (_nonempty, False),
+        "admin_group": (_nonempty, False),
+        "max_clients": (_int_range(1, 1000), False),
+        "language": (_language, False),
     },
 }
 
@@ -272,11 +351,17 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     if path is not None and not state_dir.is_absolute():
         state_dir = (path.parent / state_dir).resolve()
 
+    daemon = dict(values["daemon"])
+    if "socket" in daemon:
+        daemon["socket"] = Path(daemon["socket"]).expanduser()
+
     return Config(
         interspire=InterspireConfig(**values["interspire"]),
         magento=MagentoConfig(**values["magento"]),
         sync=SyncConfig(**values["sync"]),
         storage=StorageConfig(state_dir=state_dir),
+        schedule=ScheduleConfig(**values["schedule"]),
+        daemon=DaemonConfig(**daemon),
         path=path,
     )
 
