@@ -212,6 +212,63 @@ class HistoryStore:
             )
         return [_run_record(row) for row in rows]
 
+    def query_runs(
+        self, *, limit: int = 50, before_id: int | None = None, statuses: Iterable[str] = (),
+        triggers: Iterable[str] = (), since: int | None = None, until: int | None = None,
+        email: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first, one page at a time (keyset paging on the run id)."""
+        where, params = [], []
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        statuses, triggers = list(statuses), list(triggers)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        if triggers:
+            where.append(f"trigger IN ({','.join('?' * len(triggers))})")
+            params += triggers
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until)
+        if email:
+            where.append("id IN (SELECT run_id FROM items WHERE email LIKE ? ESCAPE '\\')")
+            params.append(_like(email))
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_run_record(row) for row in self.db.execute(sql, params)]
+
+    def query_items(
+        self, run_id: int, *, limit: int = 1000, after_id: int = 0, outcomes: Iterable[str] = (),
+        actions: Iterable[str] = (), email: str | None = None,
+    ) -> list[ItemRecord]:
+        """One run's items in order, one page at a time (keyset paging on the item id)."""
+        where, params = ["run_id = ?", "id > ?"], [run_id, after_id]
+        outcomes, actions = list(outcomes), list(actions)
+        if outcomes:
+            where.append(f"outcome IN ({','.join('?' * len(outcomes))})")
+            params += outcomes
+        if actions:
+            where.append(f"action IN ({','.join('?' * len(actions))})")
+            params += actions
+        if email:
+            where.append("email LIKE ? ESCAPE '\\'")
+            params.append(_like(email))
+        rows = self.db.execute(
+            "SELECT id, run_id, email, website_id, list_id, action, direction, reason, outcome, "
+            f"error_class, error_message, attempts, at FROM items WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [ItemRecord(*row) for row in rows]
+
     def last_run(self) -> RunRecord | None:
         runs = self.runs(limit=1)
         return runs[0] if runs else None
@@ -331,6 +388,12 @@ class _Transaction:
 
     def __exit__(self, kind: object, *_: object) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _run_record(row: tuple) -> RunRecord:

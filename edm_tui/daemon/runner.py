@@ -166,12 +166,14 @@ class SyncRun:
         on_progress: Callable[[ProgressEvent], None] | None = None,
         control: RunControl | None = None,
         store: HistoryStore | None = None,
+        on_started: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.trigger = trigger
         self.dry_run = dry_run
         self.allow_mass_changes = allow_mass_changes
         self.control = control or RunControl()
+        self.on_started = on_started
         self.own_store = store is None
         self.store = store or HistoryStore(config.storage.history_path)
         self.progress = _Throttle(on_progress, None)
@@ -189,9 +191,12 @@ class SyncRun:
 
     async def execute(self) -> RunResult:
         lock = _ProcessLock(self.config.storage.state_dir / "sync.lock")
-        self.store.mark_interrupted()
-        if not self.dry_run and not lock.acquire():
-            raise AlreadyRunning(_("another sync run is in progress (lock file {path})").format(path=lock.path))
+        if not self.dry_run:
+            if not lock.acquire():
+                raise AlreadyRunning(
+                    _("another sync run is in progress (lock file {path})").format(path=lock.path))
+            # Holding the lock, any run still marked running belongs to a process that died.
+            self.store.mark_interrupted()
         try:
             return await self._execute()
         finally:
@@ -207,12 +212,25 @@ class SyncRun:
 
     async def _execute(self) -> RunResult:
         started = time.monotonic()
-        await self._connect()
+        try:
+            await self._connect_magento()
+        except RunAborted as error:
+            self._record_failed_start(str(error))
+            raise
 
         if not self.dry_run:
             self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
             self.progress.run_id = self.run_id
             log.info("run %d: started (%s)", self.run_id, self.trigger)
+            if self.on_started is not None:
+                self.on_started(self.run_id)
+
+        try:
+            await self._connect_iem()
+        except RunAborted as error:
+            if self.run_id is not None:
+                self._finish("failed", error=str(error), started=started)
+            raise
 
         try:
             plan, brake = await self._read_and_plan()
@@ -243,6 +261,16 @@ class SyncRun:
         self.store.mark_backfilled([int(k) for k in self.summary.get("lists", {})], self.run_id)
         return self._finish(status, started=started)
 
+    def _record_failed_start(self, error: str) -> None:
+        """A run that could not even connect is still recorded, so the history shows why."""
+        if self.dry_run:
+            return
+        self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
+        self.store.finish_run(self.run_id, "failed", counts={}, summary={}, error=error)
+        log.error("run %d: failed before reading: %s", self.run_id, error)
+        if self.on_started is not None:
+            self.on_started(self.run_id)
+
     def _finish(self, status: str, *, started: float, error: str | None = None) -> RunResult:
         self.summary["duration_seconds"] = round(time.monotonic() - started, 3)
         if self.run_id is not None:
@@ -254,9 +282,8 @@ class SyncRun:
 
     # --- connections ---
 
-    async def _connect(self) -> None:
+    async def _connect_magento(self) -> None:
         m = self.config.magento
-        i = self.config.interspire
         try:
             self.magento = await MagentoDatabase.connect(
                 host=m.host, port=m.port, user=m.user, password=m.password, database=m.database,
@@ -270,6 +297,8 @@ class SyncRun:
                 _("another sync run holds the lock on database {database}").format(database=m.database)
             )
 
+    async def _connect_iem(self) -> None:
+        i = self.config.interspire
         self.iem = IemClient(i.url, i.username, i.token, timeout=i.timeout, concurrency=i.concurrency,
                              retries=i.retries, verify=i.verify_tls)
         try:
