@@ -87,6 +87,7 @@ class ScheduleConfig:
     at: tuple[int, int] | None = None  # (hour, minute)
     jitter: float = 0.0  # seconds of random delay added to each scheduled start
     enabled: bool = True
+    catch_up_delay: float = 30.0  # seconds after start-up before an overdue run begins
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
         "at": (_clock, False),
         "jitter": (_duration, False),
         "enabled": (_bool, False),
+        "catch_up_delay": (_duration, False),
     },
     "daemon": {
         "socket": (_optional_path, False),
