@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from edm_tui import __version__
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1  # finished with failed items, or stopped by the safety brake
 EXIT_CONFIG = 2  # configuration, connection or authentication error
 EXIT_ALREADY_RUNNING = 3
+EXIT_CANCELLED = 130  # stopped with Ctrl+C; the next run finishes the job
 
 log = logging.getLogger("edm_sync")
 
@@ -67,10 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(check, top=False)
     check.add_argument("--json", action="store_true", help=_("print the results as JSON on stdout"))
 
+    daemon = commands.add_parser("daemon", help=_("run the service: scheduled syncs and the socket API"))
+    _add_common(daemon, top=False)
+    daemon.add_argument("--socket", metavar="PATH",
+                        help=_("socket path (default: [daemon] socket, else the runtime directory)"))
+
+    status = commands.add_parser("status", help=_("show what the running daemon is doing"))
+    _add_common(status, top=False)
+    status.add_argument("--socket", metavar="PATH", help=_("the daemon's socket"))
+    status.add_argument("--json", action="store_true", help=_("print the status as JSON on stdout"))
+
+    run_now = commands.add_parser("run-now", help=_("ask the running daemon to sync now"))
+    _add_common(run_now, top=False)
+    run_now.add_argument("--socket", metavar="PATH", help=_("the daemon's socket"))
+    run_now.add_argument("--wait", action="store_true", help=_("wait for the run to finish, showing progress"))
+    run_now.add_argument("--allow-mass-changes", action="store_true",
+                         help=_("let this one run through even if the safety brake would stop it"))
+    run_now.add_argument("--json", action="store_true", help=_("print the result as JSON on stdout"))
+
     from edm_tui.interspire.simulator.cli import add_arguments as add_simulator_arguments
 
     simulator = commands.add_parser("simulator", help=_("run the IEM simulator (for tests and the sandbox)"))
     add_simulator_arguments(simulator)
+
+    commands.add_parser("example-config", help=_("print a commented example configuration file"))
 
     sandbox = commands.add_parser(
         "sandbox", help=_("build a throwaway sample shop, start the IEM simulator and run a real sync"))
@@ -99,7 +121,8 @@ def _error(message: str) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(find_config_path(getattr(args, "config", None)))
+    given = getattr(args, "config", None) or os.environ.get("EDM_SYNC_CONFIG")
+    config = load_config(find_config_path(getattr(args, "config", None)), searched=not given)
     for warning in config.warnings:
         print(_("warning: {message}").format(message=warning), file=sys.stderr)
     return config
@@ -118,10 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edm_tui.interspire.simulator.cli import run as run_simulator
 
         return run_simulator(args)
+    if args.command == "example-config":
+        print((Path(__file__).parent / "config.example.toml").read_text(encoding="utf-8"), end="")
+        return EXIT_OK
     if args.command == "sandbox":
         from edm_tui.sandbox import run_sandbox
 
         return run_sandbox(args)
+    if args.command in ("status", "run-now"):
+        from edm_tui.remote import run_remote
+
+        return run_remote(args)
+    if args.command == "daemon":
+        return _cmd_daemon(args)
 
     try:
         config = _load(args)
@@ -135,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args, config)
     except KeyboardInterrupt:
         _error(_("interrupted"))
-        return 130
+        return EXIT_CANCELLED
     except BrokenPipeError:
         # The reader went away (`| head`); say nothing more on the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -240,6 +272,24 @@ def _cmd_history(args: argparse.Namespace, config: Config) -> int:
         return EXIT_OK
     finally:
         store.close()
+
+
+# --- daemon ---
+
+
+def _cmd_daemon(args: argparse.Namespace) -> int:
+    from edm_tui.daemon.logs import setup_logging
+    from edm_tui.daemon.service import Daemon
+
+    verbosity = getattr(args, "verbose", 0) or 0
+    setup_logging(logging.DEBUG if verbosity > 1 else logging.INFO)
+    socket_path = Path(args.socket) if getattr(args, "socket", None) else None
+    daemon = Daemon(find_config_path(getattr(args, "config", None)), socket_path=socket_path)
+    try:
+        return asyncio.run(daemon.serve())
+    except OSError as error:
+        _error(_("the daemon could not start: {error}").format(error=error))
+        return EXIT_CONFIG
 
 
 # --- check ---

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from edm_tui.i18n import _
+from edm_tui.i18n import _, ngettext
 
 log = logging.getLogger("edm_sync.config")
 
@@ -32,7 +32,8 @@ class ConfigError(Exception):
         self.problems = problems
         where = str(path) if path else _("the configuration")
         super().__init__(
-            _("{path} has {count} problem(s):").format(path=where, count=len(problems))
+            ngettext("{path} has {count} problem:", "{path} has {count} problems:", len(problems)).format(
+                path=where, count=len(problems))
             + "\n  " + "\n  ".join(problems)
         )
 
@@ -335,7 +336,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             try:
                 values[section][key] = spec[0](value)
             except ValueError as error:
-                shown = "********" if key in ("token", "password") else repr(value)
+                secret = key in ("token", "password") and value not in ("", None)
+                shown = "********" if secret else repr(value)
                 problems.append(f"{section}.{key} = {shown}: {error}")
 
     for section, keys in SCHEMA.items():
@@ -368,18 +370,30 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     )
 
 
-def load_config(path: Path) -> Config:
+def searched_paths() -> list[Path]:
+    return [SYSTEM_CONFIG, user_config_path()]
+
+
+def load_config(path: Path, *, searched: bool = False) -> Config:
+    """Reads and checks one file. `searched`: the path came from the default lookup."""
     if not path.exists():
-        raise ConfigError(
-            path,
-            [_("the file does not exist; create it (see config.example.toml) or pass --config PATH")],
-        )
+        if searched:
+            where = ", ".join(str(p) for p in searched_paths())
+            fix = _("no configuration found (looked in {where} and $EDM_SYNC_CONFIG); create one with "
+                    "`edm-sync example-config > {path}`, edit it, or pass --config PATH").format(
+                where=where, path=path)
+        else:
+            fix = _("the file does not exist; create it with `edm-sync example-config > {path}` and edit it").format(
+                path=path)
+        raise ConfigError(path, [fix])
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(path, [_("cannot be read: {error}").format(error=error)]) from error
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(path, [_("is not valid TOML: {error}").format(error=error)]) from error
+        raise ConfigError(path, [
+            _("is not valid TOML: {error}; text values need quotes (url = \"https://...\"), numbers and "
+              "true/false do not").format(error=error)]) from error
 
     config = parse_config(data, path)
     warnings = []

@@ -29,13 +29,42 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _database_exists(args: argparse.Namespace) -> bool:
-    conn = pymysql.connect(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
-                           password=args.mysql_password, connect_timeout=5)
+OWNER_TABLE = "edm_sandbox_owner"  # marks a sample database with the sandbox folder that built it
+
+
+def _connect(args: argparse.Namespace) -> pymysql.Connection:
+    return pymysql.connect(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
+                           password=args.mysql_password, connect_timeout=5, autocommit=True)
+
+
+def _database_owner(args: argparse.Namespace) -> str | None:
+    """The sandbox folder that built the database; "" for a database not built by a sandbox;
+    None when the database does not exist."""
+    conn = _connect(args)
     try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (args.database,))
-            return cursor.fetchone() is not None
+            if cursor.fetchone() is None:
+                return None
+            cursor.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                           (args.database, OWNER_TABLE))
+            if cursor.fetchone() is None:
+                return ""
+            cursor.execute(f"SELECT folder FROM `{args.database}`.`{OWNER_TABLE}` LIMIT 1")
+            row = cursor.fetchone()
+            return row[0] if row else ""
+    finally:
+        conn.close()
+
+
+def _recreate_database(args: argparse.Namespace, folder: Path) -> None:
+    conn = _connect(args)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{args.database}`")
+            cursor.execute(f"CREATE DATABASE `{args.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+            cursor.execute(f"CREATE TABLE `{args.database}`.`{OWNER_TABLE}` (folder VARCHAR(1024) NOT NULL)")
+            cursor.execute(f"INSERT INTO `{args.database}`.`{OWNER_TABLE}` VALUES (%s)", (str(folder),))
     finally:
         conn.close()
 
@@ -46,6 +75,7 @@ def _build(args: argparse.Namespace, folder: Path) -> None:
     _say(_("Building the sample shop: {n} subscribers in database {database} ...").format(
         n=args.subscribers, database=args.database))
     shop = generate_shop(seed=2026, subscribers=args.subscribers, reference_time=int(time.time()))
+    _recreate_database(args, folder)
     load_shop({"host": args.mysql_host, "port": args.mysql_port, "user": args.mysql_user,
                "password": args.mysql_password}, args.database, shop)
 
@@ -174,7 +204,7 @@ bounced_is_unsubscribed = true
 add_to_autoresponders = true
 
 [storage]
-state_dir = "state"
+state_dir = "{folder / 'state'}"
 """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -193,12 +223,23 @@ def run_sandbox(args: argparse.Namespace) -> int:
         return 0
 
     try:
-        fresh = args.reset or not _database_exists(args) or not (folder / "iem-state.json").exists()
+        owner = _database_owner(args)
     except pymysql.MySQLError as error:
         _say(_("error: MariaDB at {host}:{port} refused the connection ({error}); start it, or pass "
                "--mysql-host/--mysql-user/--mysql-password").format(
             host=args.mysql_host, port=args.mysql_port, error=error))
         return 2
+
+    if owner == "" or (owner is not None and owner != str(folder) and not args.reset):
+        if owner:
+            _say(_("error: database {database} belongs to the sandbox in {owner}; use --database NAME for a "
+                   "sandbox of your own, or --reset to rebuild it here").format(database=args.database, owner=owner))
+        else:
+            _say(_("error: database {database} exists and was not made by a sandbox; it is left alone. "
+                   "Use --database NAME to choose another name").format(database=args.database))
+        return 2
+
+    fresh = args.reset or owner is None or not (folder / "iem-state.json").exists()
 
     if fresh:
         _stop_simulator(folder)

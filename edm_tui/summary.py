@@ -95,8 +95,9 @@ def print_run_summary(result: RunResult) -> None:
     if result.status == "blocked":
         print("  " + _("Nothing was written. If the change is intended, run once with --allow-mass-changes."))
     if result.history_path is not None and result.run_id is not None:
-        print(_("History: {path} (details: edm-sync history {run_id})").format(
-            path=result.history_path, run_id=result.run_id))
+        command = f"edm-sync --config {result.config_path} history" if result.config_path else "edm-sync history"
+        print(_("History: {path} (details: {command} {run_id})").format(
+            path=result.history_path, command=command, run_id=result.run_id))
 
 
 def plan_as_dict(result: RunResult, limit: int) -> dict[str, Any]:

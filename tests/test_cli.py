@@ -44,7 +44,7 @@ def test_sync_human_summary(bench: Bench) -> None:
     assert done.returncode == 0, done.stderr
     assert "Run 1: succeeded" in done.stdout
     assert "added to IEM: 1" in done.stdout
-    assert "edm-sync history 1" in done.stdout
+    assert f"edm-sync --config {config} history 1" in done.stdout
 
 
 def test_second_sync_says_nothing_to_change(bench: Bench) -> None:
@@ -183,3 +183,46 @@ def test_help_works(args: list[str]) -> None:
     done = edm(*args)
     assert done.returncode == 0
     assert "usage:" in done.stdout
+
+
+def test_ctrl_c_cancels_and_next_run_finishes(bench: Bench) -> None:
+    import signal
+    import time
+
+    b = bench
+    for n in range(80):
+        b.add_row(f"c{n}@example.test", 1, T1)
+    config = b.write_config(b.tmp / "config.toml", interspire={"concurrency": 2})
+    b.sim_config(latency_ms=25)
+    process = subprocess.Popen([sys.executable, "-m", "edm_tui.cli", "--config", str(config), "sync", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and b.write_counts().get("AddSubscriberToList", 0) < 5:
+        time.sleep(0.02)
+
+    planned = edm("--config", str(config), "plan", "--json")
+    assert planned.returncode == 0
+    runs = json.loads(edm("--config", str(config), "history", "--json").stdout)
+    assert [r["status"] for r in runs] == ["running"]
+
+    process.send_signal(signal.SIGINT)
+    out, _err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    summary = json.loads(out)
+    assert summary["status"] == "cancelled"
+    assert "next run" in summary["error"]
+
+    b.sim_config(latency_ms=0)
+    finished = edm("--config", str(config), "sync", "--json")
+    assert finished.returncode == 0
+    assert len(b.iem_rows()) == 80
+    history_file = b.tmp / "state" / "history.sqlite3"
+    assert oct(history_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(history_file.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_example_config_printed() -> None:
+    done = edm("example-config")
+    assert done.returncode == 0
+    assert "[interspire]" in done.stdout
+    assert "verify_tls" in done.stdout

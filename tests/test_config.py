@@ -136,7 +136,20 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
 def test_missing_file_says_how(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.toml")
-    assert "--config" in str(caught.value)
+    assert "edm-sync example-config >" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.toml", searched=True)
+    assert "--config PATH" in str(caught.value)
+    assert "/etc/edm-sync/config.toml" in str(caught.value)
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    from edm_tui.config import user_config_path
+
+    example = Path(__file__).parent.parent / "edm_tui" / "config.example.toml"
+    config = load_config(write(tmp_path, example.read_text()))
+    assert config.interspire.list_id == 1
+    assert user_config_path().name == "config.toml"
 
 
 def test_readable_token_warns(tmp_path: Path) -> None:

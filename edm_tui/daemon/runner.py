@@ -87,6 +87,7 @@ class RunResult:
     plan: Plan | None = None
     brake: BrakeReason | None = None
     history_path: Path | None = None
+    config_path: Path | None = None
 
     @property
     def failed_items(self) -> int:
@@ -94,9 +95,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        if self.status in ("succeeded",) and not self.failed_items:
+        if self.status == "succeeded" and not self.failed_items:
             return 0
-        if self.status in ("partial", "blocked", "succeeded", "cancelled", "interrupted"):
+        if self.status in ("cancelled", "interrupted"):
+            return 130
+        if self.status in ("partial", "blocked", "succeeded"):
             return 1
         return 2
 
@@ -256,7 +259,10 @@ class SyncRun:
         if self.fatal is not None:
             return self._finish("failed", error=str(self.fatal), started=started)
         if self.control.event.is_set():
-            return self._finish(self.control.status, started=started)
+            reason = (_("cancelled by the operator; the next run finishes the job")
+                      if self.control.status == "cancelled"
+                      else _("the service stopped during the run; the next run finishes the job"))
+            return self._finish(self.control.status, started=started, error=reason)
         status = "partial" if any(by.get("failed") for by in self.counts.values()) else "succeeded"
         self.store.mark_backfilled([int(k) for k in self.summary.get("lists", {})], self.run_id)
         return self._finish(status, started=started)
@@ -267,7 +273,7 @@ class SyncRun:
             return
         self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
         self.store.finish_run(self.run_id, "failed", counts={}, summary={}, error=error)
-        log.error("run %d: failed before reading: %s", self.run_id, error)
+        log.info("run %d: failed before reading: %s", self.run_id, error)
         if self.on_started is not None:
             self.on_started(self.run_id)
 
@@ -278,7 +284,7 @@ class SyncRun:
             log.info("run %d: %s%s", self.run_id, status, f" ({error})" if error else "")
         self.progress("done", self.done, None, force=True)
         return RunResult(self.run_id, status, self.counts, self.summary, error=error,
-                         history_path=self.store.path)
+                         history_path=self.store.path, config_path=self.config.path)
 
     # --- connections ---
 
@@ -310,7 +316,8 @@ class SyncRun:
             ) from error
         except IemError as error:
             raise RunAborted(
-                _("IEM at {url} cannot be reached ({error}); check interspire.url").format(url=i.url, error=error)
+                _("IEM at {url} cannot be reached ({error}); check the host and port in interspire.url "
+                  "and that this machine may connect to it").format(url=i.url, error=error)
             ) from error
 
     # --- reading ---
@@ -528,6 +535,8 @@ class SyncRun:
             return Outcome.FAILED.value, "connection", str(error)
         except MagentoError as error:
             return Outcome.FAILED.value, "database", str(error)
+        finally:
+            attempts.n = max(attempts.n, 1)  # a Magento write is one attempt
 
     async def _apply_iem(self, d: Decision, attempts: Attempts) -> tuple[str, str | None, str | None]:
         assert self.iem is not None
