@@ -7,10 +7,12 @@ to None, False or an empty list.
 
 Every exception carries `.message` (IEM's own errormessage where there is one), `.method`
 (the IEM request method, such as "AddSubscriberToList") and `.attempts` (HTTP attempts made,
-retries included; 0 when nothing was sent).
+retries included; 0 when nothing was sent). IEM's own errormessage is passed on untranslated.
 """
 
 from __future__ import annotations
+
+from edm_tui.i18n import _
 
 __all__ = [
     "IemAuthError",
@@ -140,5 +142,5 @@ def classify_failure(errormessage: str, *, method: str | None = None) -> IemErro
     if any(lowered.startswith(text) for text in _SERVER_MESSAGES):
         return IemServerError(message, method=method)
     if not message:
-        return IemRejected("IEM returned FAILED with an empty errormessage", method=method)
+        return IemRejected(_("IEM returned FAILED with an empty errormessage"), method=method)
     return IemRejected(message, method=method)

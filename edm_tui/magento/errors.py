@@ -1,7 +1,8 @@
 """Errors of the Magento adapter, and the mapping from MySQL client errors to them.
 
 Messages name the server, the user and the database, and end with what to check. They
-never contain the password.
+never contain the password. Our sentences are translated with gettext, but the reason from the
+server or the operating system is shown as it came.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 from dataclasses import dataclass
 
 import pymysql
+
+from edm_tui.i18n import _
 
 
 class MagentoError(Exception):
@@ -109,7 +112,7 @@ def _reason(error: BaseException) -> str:
     """Return the operating-system reason behind a client error, or the server message."""
     cause = error.__cause__
     if isinstance(error, TimeoutError) or isinstance(cause, TimeoutError):
-        return "connection timed out"
+        return _("connection timed out")
     if isinstance(cause, OSError) and cause.errno:
         return os.strerror(cause.errno)
     if isinstance(error, pymysql.err.Error) and len(error.args) >= 2 and error.args[1]:
@@ -137,51 +140,62 @@ def translate_error(error: BaseException, target: ConnectionTarget) -> MagentoEr
     if code in _CANNOT_CONNECT_CODES or (isinstance(error, OSError) and not lost_socket):
         if target.unix_socket:
             return MagentoConnectionError(
-                f"Cannot connect to the MySQL server through socket {target.unix_socket}: "
-                f"{reason}. Check that the server is running and that the socket path is right."
+                _("Cannot connect to the MySQL server through socket {socket}: {reason}. Check that "
+                  "the server is running and that the socket path is right.").format(
+                    socket=target.unix_socket, reason=reason)
             )
         return MagentoConnectionError(
-            f"Cannot connect to the MySQL server at {where}: {reason}. Check that MariaDB or "
-            "MySQL is running there and that the host and port are right."
+            _("Cannot connect to the MySQL server at {where}: {reason}. Check that MariaDB or "
+              "MySQL is running there and that the host and port are right.").format(
+                where=where, reason=reason)
         )
     interface_error = isinstance(error, pymysql.err.InterfaceError)
     if code in _CONNECTION_LOST_CODES or lost_socket or interface_error:
         return MagentoConnectionError(
-            f"Lost the connection to the MySQL server at {where}: {reason}. The server may have "
-            "restarted or closed an idle connection; connect again."
+            _("Lost the connection to the MySQL server at {where}: {reason}. The server may have "
+              "restarted or closed an idle connection; connect again.").format(where=where, reason=reason)
         )
     if code == _ACCESS_DENIED_CODE:
         return MagentoAuthError(
-            f"Access denied for MySQL user '{user}' at {where} (database '{database}'): "
-            "check the user name and password."
+            _("Access denied for MySQL user '{user}' at {where} (database '{database}'): "
+              "check the user name and password.").format(user=user, where=where, database=database)
         )
     if code == _DATABASE_ACCESS_DENIED_CODE:
         return MagentoAuthError(
-            f"MySQL user '{user}' has no access to database '{database}' at {where}: check the "
-            "database name, or grant the user SELECT, INSERT and UPDATE on the Magento tables."
+            _("MySQL user '{user}' has no access to database '{database}' at {where}: check the "
+              "database name, or grant the user SELECT, INSERT and UPDATE on the Magento tables.").format(
+                user=user, database=database, where=where)
         )
     if code == _HOST_NOT_ALLOWED_CODE:
         return MagentoAuthError(
-            f"The MySQL server at {where} does not accept user '{user}' from this host "
-            f"(database '{database}'): create the user for this host or connect from another."
+            _("The MySQL server at {where} does not accept user '{user}' from this host "
+              "(database '{database}'): create the user for this host or connect from another.").format(
+                where=where, user=user, database=database)
         )
     if code in _PRIVILEGE_CODES:
         return MagentoAuthError(
-            f"MySQL user '{user}' lacks a privilege in database '{database}' at {where}: "
-            f"{reason}."
+            _("MySQL user '{user}' lacks a privilege in database '{database}' at {where}: "
+              "{reason}.").format(user=user, database=database, where=where, reason=reason)
         )
     if code == _UNKNOWN_DATABASE_CODE:
         return MagentoSchemaError(
-            f"Database '{database}' does not exist on the MySQL server at {where}: "
-            "check the database name."
+            _("Database '{database}' does not exist on the MySQL server at {where}: "
+              "check the database name.").format(database=database, where=where)
         )
     if code in _SCHEMA_CODES:
         return MagentoSchemaError(
-            f"The Magento schema in database '{database}' at {where} is incomplete: {reason}. "
-            "Check the database name and the table prefix."
+            _("The Magento schema in database '{database}' at {where} is incomplete: {reason}. "
+              "Check the database name and the table prefix.").format(
+                database=database, where=where, reason=reason)
         )
     if code in _INVALID_RECORD_CODES:
-        return InvalidRecord(f"The MySQL server rejected the record: {reason}.")
+        return InvalidRecord(_("The MySQL server rejected the record: {reason}.").format(reason=reason))
     if code is not None:
-        return MagentoError(f"MySQL error {code} in database '{database}' at {where}: {reason}.")
-    return MagentoError(f"Database operation failed in database '{database}' at {where}: {reason}.")
+        return MagentoError(
+            _("MySQL error {code} in database '{database}' at {where}: {reason}.").format(
+                code=code, database=database, where=where, reason=reason)
+        )
+    return MagentoError(
+        _("Database operation failed in database '{database}' at {where}: {reason}.").format(
+            database=database, where=where, reason=reason)
+    )

@@ -1,0 +1,222 @@
+"""The Hungarian catalog: complete for the current sources, placeholders intact, used by the CLI."""
+
+from __future__ import annotations
+
+import os
+import string
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+from babel.messages.catalog import Catalog, Message
+from babel.messages.pofile import read_po
+
+from edm_tui import i18n
+from edm_tui.interspire.errors import IemRejected, classify_failure
+from edm_tui.magento.errors import ConnectionTarget, MagentoSchemaError, translate_error
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG_PATH = ROOT / "edm_tui" / "locale" / "hu" / "LC_MESSAGES" / "edm_sync.po"
+PYBABEL = Path(sys.executable).with_name("pybabel")
+
+
+def _msgid(message: Message) -> str:
+    return message.id[0] if isinstance(message.id, tuple) else message.id
+
+
+def _strings(message: Message) -> tuple[str, ...]:
+    return message.string if isinstance(message.string, tuple) else (message.string,)
+
+
+def _placeholders(text: str) -> set[str]:
+    """Return the str.format fields of text, each as written between the braces."""
+    fields = set()
+    for _literal, name, spec, conversion in string.Formatter().parse(text):
+        if name is None:
+            continue
+        field = name
+        if conversion:
+            field += "!" + conversion
+        if spec:
+            field += ":" + spec
+        fields.add(field)
+    return fields
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """The template as extracted from the sources right now, not the committed .pot."""
+    output = tmp_path_factory.mktemp("i18n") / "edm_sync.pot"
+    done = subprocess.run(
+        [str(PYBABEL), "extract", "-F", "babel.cfg", "-k", "_", "-k", "ngettext:1,2", "--no-location",
+         "--sort-output", "-o", str(output), "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with open(output, "rb") as handle:
+        return read_po(handle)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    with open(CATALOG_PATH, "rb") as handle:
+        return read_po(handle, locale="hu")
+
+
+@pytest.fixture
+def hungarian() -> Iterator[None]:
+    i18n.set_language("hu")
+    try:
+        yield
+    finally:
+        i18n.set_language("en")
+
+
+# --- The catalog ---
+
+
+def test_catalog_covers_every_source_message(template: Catalog, catalog: Catalog) -> None:
+    wanted = {_msgid(m) for m in template if m.id}
+    present = {_msgid(m) for m in catalog if m.id}
+    missing = sorted(wanted - present)
+    assert not missing, "not in the Hungarian catalog; run tools/update-catalogs:\n" + "\n".join(missing)
+
+
+def test_catalog_has_no_stale_entries(template: Catalog, catalog: Catalog) -> None:
+    wanted = {_msgid(m) for m in template if m.id}
+    stale = sorted({_msgid(m) for m in catalog if m.id} - wanted)
+    assert not stale, "no longer in the sources; run tools/update-catalogs:\n" + "\n".join(stale)
+    assert not catalog.obsolete, f"obsolete (#~) entries: {sorted(catalog.obsolete)}"
+
+
+def test_catalog_has_no_fuzzy_entries(catalog: Catalog) -> None:
+    fuzzy = [_msgid(m) for m in catalog if m.id and m.fuzzy]
+    assert not fuzzy, "fuzzy entries, review them and delete the flag:\n" + "\n".join(fuzzy)
+
+
+def test_catalog_has_no_empty_translations(catalog: Catalog) -> None:
+    empty = [_msgid(m) for m in catalog if m.id and not all(_strings(m))]
+    assert not empty, "untranslated entries:\n" + "\n".join(empty)
+
+
+def test_catalog_plural_header() -> None:
+    text = CATALOG_PATH.read_text(encoding="utf-8")
+    assert '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"' in text
+    assert '"Language: hu\\n"' in text
+
+
+def test_translations_keep_placeholders(catalog: Catalog) -> None:
+    for message in catalog:
+        if not message.id:
+            continue
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        wanted = set().union(*(_placeholders(text) for text in ids))
+        for translation in _strings(message):
+            assert _placeholders(translation) == wanted, f"{_msgid(message)!r} -> {translation!r}"
+
+
+def test_catalog_passes_babel_checks(catalog: Catalog) -> None:
+    """`pybabel compile` reports the same problems and then exits with 1."""
+    problems = [f"{_msgid(message)!r}: {errors}" for message, errors in catalog.check()]
+    assert not problems, "\n".join(problems)
+
+
+# --- Error messages of the adapters ---
+
+
+def test_magento_error_in_hungarian(hungarian: None) -> None:
+    target = ConnectionTarget("db.example.test", 3306, None, "shop_user", "webshop")
+    error = translate_error(pymysql.err.OperationalError(1049, "Unknown database 'webshop'"), target)
+    assert isinstance(error, MagentoSchemaError)
+    assert str(error) == (
+        "Nincs 'webshop' nevű adatbázis a MySQL-szerveren (db.example.test:3306): "
+        "ellenőrizze az adatbázis nevét."
+    )
+
+
+def test_iem_messages_stay_untranslated(hungarian: None) -> None:
+    empty = classify_failure("", method="AddSubscriberToList")
+    assert isinstance(empty, IemRejected)
+    assert empty.message == "Az IEM FAILED választ adott, üres errormessage mezővel"
+    own = classify_failure("Email address is invalid", method="AddSubscriberToList")
+    assert own.message == "Email address is invalid"
+
+
+# --- The command line as a process ---
+
+
+def edm(*args: str, lang: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE")}
+    env["LANG"] = lang
+    env.pop("EDM_SYNC_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edm_tui.cli", *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
+    )
+
+
+def _bad_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text('[interspire]\nurl = "nope"\nlist_id = 0\n[magento]\nport = "x"\n', encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def _empty_state_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[interspire]\nurl = "http://127.0.0.1:9/xml.php"\nusername = "admin"\ntoken = "secret"\n'
+        'list_id = 1\n[magento]\ndatabase = "shop"\n[storage]\nstate_dir = "state"\n',
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
+
+
+def test_cli_config_errors_hungarian(tmp_path: Path) -> None:
+    config = _bad_config(tmp_path)
+    done = edm("sync", "--config", str(config), lang="hu_HU.UTF-8")
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"hiba: {config} – 6 probléma:"
+    assert ("  interspire.url = 'nope': az IEM xml.php fájljának teljes http(s) címét kell megadni, "
+            "pl. https://mail.example.hu/xml.php") in lines
+    assert "  magento.port = 'x': egész számnak kell lennie, idézőjelek nélkül" in lines
+    assert "  interspire.token: hiányzik; adja meg ebben a szakaszban: [interspire]" in lines
+    assert "  magento.database: hiányzik; adja meg ebben a szakaszban: [magento]" in lines
+    assert any(line.startswith("  interspire.list_id = 0: ") for line in lines)
+
+
+def test_cli_config_errors_english(tmp_path: Path) -> None:
+    config = _bad_config(tmp_path)
+    done = edm("sync", "--config", str(config), lang="C")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"error: {config} has 6 problems:"
+    assert ("  interspire.url = 'nope': must be the full http(s) address of IEM's xml.php, "
+            "e.g. https://mail.example.hu/xml.php") in lines
+    assert "  magento.port = 'x': must be a whole number without quotes" in lines
+    assert "  magento.database: missing; add it under [magento]" in lines
+
+
+def test_cli_history_empty_hungarian(tmp_path: Path) -> None:
+    config = _empty_state_config(tmp_path)
+    done = edm("history", "--config", str(config), lang="hu_HU.UTF-8")
+    assert done.returncode == 0, done.stderr
+    history = tmp_path / "state" / "history.sqlite3"
+    assert done.stdout == (
+        f"Még nem volt futás: nincs előzményfájl ({history}). "
+        "Először futtassa az `edm-sync sync` parancsot.\n"
+    )
+
+
+def test_cli_history_empty_english(tmp_path: Path) -> None:
+    config = _empty_state_config(tmp_path)
+    done = edm("history", "--config", str(config), lang="C")
+    assert done.returncode == 0, done.stderr
+    history = tmp_path / "state" / "history.sqlite3"
+    assert done.stdout == f"No runs yet: {history} does not exist. Run `edm-sync sync` first.\n"
