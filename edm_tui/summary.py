@@ -144,7 +144,8 @@ def print_runs(runs: list[RunRecord]) -> None:
     if not runs:
         print(_("No runs yet."))
         return
-    print(f"{'ID':>6}  {_('Started'):19}  {_('Trigger'):8}  {_('Status'):28}  {_('Writes'):>7}  {_('Failed'):>6}")
+    headers = (_("Started"), _("Trigger"), _("Status"), _("Writes"), _("Failed"))
+    print("{:>6}  {:19}  {:8}  {:28}  {:>7}  {:>6}".format("ID", *headers))
     for run in runs:
         writes = sum(by.get("succeeded", 0) for by in run.counts.values())
         failed = sum(by.get("failed", 0) for by in run.counts.values())
@@ -161,7 +162,8 @@ def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
     if not items:
         print("  " + _("No items: this run wrote nothing."))
         return
-    print(f"  {_('Outcome'):11} {_('Action'):20} {_('Website'):>7} {_('List'):>5} {_('Tries'):>5}  {_('Email')}")
+    headers = (_("Outcome"), _("Action"), _("Website"), _("List"), _("Tries"), _("Email"))
+    print("  {:11} {:20} {:>7} {:>5} {:>5}  {}".format(*headers))
     for item in items:
         line = (f"  {item.outcome:11} {item.action:20} {item.website_id or '-':>7} {item.list_id:>5} "
                 f"{item.attempts:>5}  {item.email}")

@@ -373,6 +373,8 @@ class IemClient:
         return error
 
     def _redact(self, text: str) -> str:
+        if len(self._token) < 6:
+            return text  # too short to tell apart from ordinary text; IEM tokens are 40 characters
         return text.replace(self._token, _REDACTED)
 
 

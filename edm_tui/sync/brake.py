@@ -33,7 +33,7 @@ class BrakeReason:
         side = "IEM" if self.side == "iem" else "Magento"
         return _(
             "the run would unsubscribe {count} subscribers in {side}, more than the limit of "
-            "{limit} (the larger of {minimum} and 5 % of {subscribed} subscribed)"
+            "{limit} (the larger of {minimum} and 5 percent of {subscribed} subscribed)"
         ).format(count=self.count, side=side, limit=self.limit, minimum=MIN_LIMIT,
                  subscribed=self.subscribed)
 

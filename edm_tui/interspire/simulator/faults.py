@@ -80,8 +80,12 @@ class FaultInjector:
         return None
 
     def truncation_point(self, length: int) -> int:
-        """Pick where to cut a body of `length` bytes: past half, and before the end."""
+        """Pick where to cut a body of `length` bytes: past half, and inside the document.
+
+        Bodies end with `</response>` and a newline; cutting at most `length - 2` bytes in
+        always loses at least the closing `>`, so the cut body is never well-formed.
+        """
         with self._lock:
-            if length < 2:
+            if length < 4:
                 return 0
-            return self._random.randint(length // 2 + 1, length - 1)
+            return self._random.randint(min(length // 2 + 1, length - 2), length - 2)
