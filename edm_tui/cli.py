@@ -279,6 +279,7 @@ def _cmd_history(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_daemon(args: argparse.Namespace) -> int:
     from edm_tui.daemon.logs import setup_logging
+    from edm_tui.daemon.rpc import SocketSetupError
     from edm_tui.daemon.service import Daemon
 
     verbosity = getattr(args, "verbose", 0) or 0
@@ -287,7 +288,8 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     daemon = Daemon(find_config_path(getattr(args, "config", None)), socket_path=socket_path)
     try:
         return asyncio.run(daemon.serve())
-    except OSError as error:
+    except (OSError, SocketSetupError) as error:
+        logging.getLogger("edm_sync.daemon").error("could not start: %s", error)
         _error(_("the daemon could not start: {error}").format(error=error))
         return EXIT_CONFIG
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from edm_tui.config import Config
 from edm_tui.daemon.history import HistoryStore
+from edm_tui.daemon.logs import run_context
 from edm_tui.i18n import _
 from edm_tui.interspire.client import IemClient
 from edm_tui.interspire.errors import (
@@ -224,10 +225,15 @@ class SyncRun:
         if not self.dry_run:
             self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
             self.progress.run_id = self.run_id
+
+        with run_context(self.run_id):
+            return await self._execute_connected(started)
+
+    async def _execute_connected(self, started: float) -> RunResult:
+        if self.run_id is not None:
             log.info("run %d: started (%s)", self.run_id, self.trigger)
             if self.on_started is not None:
                 self.on_started(self.run_id)
-
         try:
             await self._connect_iem()
         except RunAborted as error:
