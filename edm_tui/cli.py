@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         _error(str(error))
         return EXIT_CONFIG
-    set_language(None)
+    set_language(config.language)
 
     handlers = {"sync": _cmd_sync, "plan": _cmd_plan, "history": _cmd_history, "check": _cmd_check}
     try:

@@ -97,7 +97,6 @@ class DaemonConfig:
     socket_group: str | None = None  # group owning the socket (mode 0660): who may read
     admin_group: str | None = None  # members may start and cancel runs and change the config
     max_clients: int = 64
-    language: str | None = None  # "en" or "hu"; default from the environment
 
 
 @dataclass(frozen=True)
@@ -108,6 +107,7 @@ class Config:
     storage: StorageConfig
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    language: str | None = None  # "en" or "hu"; default from LC_ALL / LC_MESSAGES / LANG
     path: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -284,7 +284,6 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
         "socket_group": (_nonempty, False),
         "admin_group": (_nonempty, False),
         "max_clients": (_int_range(1, 1000), False),
-        "language": (_language, False),
     },
 }
 
@@ -318,7 +317,15 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     problems: list[str] = []
     values: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
 
+    language = None
+    if "language" in data:
+        try:
+            language = _language(data["language"])
+        except ValueError as error:
+            problems.append(f"language = {data['language']!r}: {error}")
     for section, content in data.items():
+        if section == "language":
+            continue
         if section not in SCHEMA:
             problems.append(f"[{section}]: " + _unknown(section, list(SCHEMA)))
             continue
@@ -366,6 +373,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         storage=StorageConfig(state_dir=state_dir),
         schedule=ScheduleConfig(**values["schedule"]),
         daemon=DaemonConfig(**daemon),
+        language=language,
         path=path,
     )
 
