@@ -75,3 +75,37 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 
 
 set_language()
+
+
+def _babel_locale() -> str:
+    return "hu_HU" if _language == "hu" else "en_GB"
+
+
+def format_number(value: float | int) -> str:
+    """A number for the active language: 7,535.5 in English, 7 535,5 in Hungarian."""
+    from babel.numbers import format_decimal
+
+    return format_decimal(value, locale=_babel_locale())
+
+
+def format_datetime(stamp: float | None) -> str:
+    """A local date and time, year first in both languages (2026-12-04 03:30 / 2026. 12. 04. 3:30)."""
+    if stamp is None:
+        return "-"
+    import datetime as dt
+
+    from babel.dates import format_datetime as babel_format
+
+    moment = dt.datetime.fromtimestamp(stamp)
+    if _language == "hu":
+        return babel_format(moment, "yyyy. MM. dd. HH:mm:ss", locale="hu_HU")
+    return babel_format(moment, "yyyy-MM-dd HH:mm:ss", locale="en_GB")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration in the active language's words: 3.2 s, 4 min 05 s, 2 h 10 min."""
+    from babel.dates import format_timedelta
+
+    if seconds < 60:
+        return _("{seconds} s").format(seconds=format_number(round(seconds, 1)))
+    return format_timedelta(seconds, threshold=1.1, locale=_babel_locale())

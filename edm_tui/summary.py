@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from edm_tui.daemon.history import ItemRecord, RunRecord
 from edm_tui.daemon.runner import RunResult
-from edm_tui.i18n import _
+from edm_tui.i18n import _, format_datetime, format_duration
 from edm_tui.sync.model import Action
 
 
@@ -39,9 +38,7 @@ def status_label(status: str) -> str:
 
 
 def _time(stamp: int | None) -> str:
-    if stamp is None:
-        return "-"
-    return dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+    return format_datetime(stamp)
 
 
 def _ordered(counts: dict[str, Any]) -> list[str]:
@@ -52,9 +49,9 @@ def _ordered(counts: dict[str, Any]) -> list[str]:
 def print_run_summary(result: RunResult) -> None:
     summary = result.summary
     if result.run_id is not None:
-        print(_("Run {run_id}: {status} in {seconds} s").format(
+        print(_("Run {run_id}: {status} in {duration}").format(
             run_id=result.run_id, status=status_label(result.status),
-            seconds=summary.get("duration_seconds", 0)))
+            duration=format_duration(summary.get("duration_seconds", 0))))
     else:
         print(_("Run: {status}").format(status=status_label(result.status)))
 
