@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edm-sync {__version__}")
     _add_common(parser, top=True)
+    parser.add_argument("--socket", metavar="PATH", default=None,
+                        help=_("the daemon's socket, for daemon, status and run-now"))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sync = commands.add_parser("sync", help=_("run one full two-way sync now"))
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(history, top=False)
     history.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID", help=_("show the items of this run"))
     history.add_argument("--json", action="store_true", help=_("print JSON on stdout"))
-    history.add_argument("--limit", type=int, default=20, metavar="N",
+    history.add_argument("--limit", type=int, metavar="N",
                          help=_("runs listed (default 20); items shown with RUN_ID (default all)"))
 
     check = commands.add_parser("check", help=_("test the configuration: IEM, the list, fields, Magento"))
@@ -71,17 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     daemon = commands.add_parser("daemon", help=_("run the service: scheduled syncs and the socket API"))
     _add_common(daemon, top=False)
-    daemon.add_argument("--socket", metavar="PATH",
+    daemon.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS,
                         help=_("socket path (default: [daemon] socket, else the runtime directory)"))
 
     status = commands.add_parser("status", help=_("show what the running daemon is doing"))
     _add_common(status, top=False)
-    status.add_argument("--socket", metavar="PATH", help=_("the daemon's socket"))
+    status.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=_("the daemon's socket"))
     status.add_argument("--json", action="store_true", help=_("print the status as JSON on stdout"))
 
     run_now = commands.add_parser("run-now", help=_("ask the running daemon to sync now"))
     _add_common(run_now, top=False)
-    run_now.add_argument("--socket", metavar="PATH", help=_("the daemon's socket"))
+    run_now.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=_("the daemon's socket"))
     run_now.add_argument("--wait", action="store_true", help=_("wait for the run to finish, showing progress"))
     run_now.add_argument("--allow-mass-changes", action="store_true",
                          help=_("let this one run through even if the safety brake would stop it"))
@@ -132,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_language()
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(getattr(args, "verbose", 0) or 0)
+    if args.command != "daemon":  # the daemon sets up its own, journal-aware logging
+        _setup_logging(getattr(args, "verbose", 0) or 0)
 
     if args.command is None:
         parser.print_help()
@@ -250,10 +253,11 @@ def _cmd_history(args: argparse.Namespace, config: Config) -> int:
             print(_("No runs yet: {path} does not exist. Run `edm-sync sync` first.").format(path=path))
         return EXIT_OK if args.run_id is None else EXIT_FAILED_ITEMS
 
+    args.limit_given = args.limit is not None
     store = HistoryStore(path)
     try:
         if args.run_id is None:
-            runs = store.runs(limit=args.limit)
+            runs = store.runs(limit=args.limit or 20)
             if args.json:
                 print(json.dumps([r.as_dict() for r in runs], ensure_ascii=False))
             else:
@@ -264,7 +268,7 @@ def _cmd_history(args: argparse.Namespace, config: Config) -> int:
         if run is None:
             _error(_("there is no run {run_id}; `edm-sync history` lists the runs").format(run_id=args.run_id))
             return EXIT_FAILED_ITEMS
-        items = list(store.iter_items(run.id))
+        items = store.items(run.id, limit=args.limit) if args.limit_given else list(store.iter_items(run.id))
         if args.json:
             print(json.dumps({"run": run.as_dict(), "items": [i.as_dict() for i in items]}, ensure_ascii=False))
         else:

@@ -12,6 +12,7 @@ import grp
 import json
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -69,7 +70,11 @@ def default_socket_path() -> Path:
         return Path(runtime.split(":")[0]) / SOCKET_NAME
     if SYSTEM_SOCKET_PATH.exists():
         return SYSTEM_SOCKET_PATH
-    return Path(platformdirs.user_runtime_dir("edm-sync")) / SOCKET_NAME
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (a root shell, a cron job) platformdirs warns and falls back
+        # to a folder under /tmp, which is what we want here.
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir("edm-sync")) / SOCKET_NAME
 
 
 class _EndOfEvents:

@@ -354,6 +354,9 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             ):
                 problems.append(f"{section}.{key}: " + _("missing; add it under [{section}]").format(section=section))
 
+    if "interval" in values["schedule"] and "at" in values["schedule"]:
+        problems.append("schedule.at: " + _("set either schedule.interval or schedule.at, not both; "
+                                            "remove or comment out the other one"))
     if problems:
         raise ConfigError(path, problems)
 
@@ -380,6 +383,16 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
 
 def searched_paths() -> list[Path]:
     return [SYSTEM_CONFIG, user_config_path()]
+
+
+def raw_setting(path: Path, section: str, key: str) -> Any:
+    """One value straight from the file, even when the rest of it is invalid; None if unreadable."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    table = data.get(section)
+    return table.get(key) if isinstance(table, dict) else None
 
 
 def load_config(path: Path, *, searched: bool = False) -> Config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,18 +22,15 @@ PERMISSION_DENIED = -32001
 
 
 def _socket(args: argparse.Namespace) -> Path:
+    """--socket, else the configuration's [daemon] socket (found as for every command, and read
+    even when the rest of the file is invalid), else the default place."""
     if getattr(args, "socket", None):
         return Path(args.socket)
-    config_arg = getattr(args, "config", None)
-    if config_arg:
-        from edm_tui.config import ConfigError, load_config
+    from edm_tui.config import find_config_path, raw_setting
 
-        try:
-            config = load_config(Path(config_arg))
-        except ConfigError:
-            return default_socket_path()
-        if config.daemon.socket is not None:
-            return config.daemon.socket
+    raw = raw_setting(find_config_path(getattr(args, "config", None)), "daemon", "socket")
+    if isinstance(raw, str) and raw.strip():
+        return Path(raw).expanduser()
     return default_socket_path()
 
 
@@ -104,6 +102,8 @@ async def _run_now(args: argparse.Namespace) -> int:
                   + (" (" + _("{n} failed").format(n=by["failed"]) + ")" if by.get("failed") else ""))
         if finished.get("error"):
             print("  " + _("Reason: {error}").format(error=finished["error"]))
+        if finished["status"] == "blocked":
+            print("  " + _("Nothing was written. If the change is intended: edm-sync run-now --allow-mass-changes"))
     if finished["status"] == "succeeded" and not any(
         by.get("failed") for by in (finished.get("counts") or {}).values()
     ):
@@ -130,10 +130,17 @@ def run_remote(args: argparse.Namespace) -> int:
     handler = _status if args.command == "status" else _run_now
     try:
         return asyncio.run(handler(args))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except DaemonUnavailable as error:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": "unavailable", "message": str(error)}))
         print(_("error: {message}").format(message=error), file=sys.stderr)
         return EXIT_UNAVAILABLE
     except DaemonError as error:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": error.code, "message": error.message, "data": error.data}))
         if error.code == ALREADY_RUNNING:
             run_id = (error.data or {}).get("run_id")
             print(_("already running: run {run_id} is in progress; `edm-sync status` shows it").format(

@@ -461,3 +461,32 @@ def test_log_events_and_second_daemon_refused(daemon: DaemonProcess) -> None:
     assert second.returncode == 2
     assert str(daemon.socket_path) in second.stderr
     assert daemon.call("status")["state"] == "idle"
+
+
+def test_status_finds_socket_through_environment(daemon: DaemonProcess) -> None:
+    daemon.start()
+    env = {**os.environ, "LANG": "C.UTF-8", "EDM_SYNC_CONFIG": str(daemon.config_path)}
+    env.pop("XDG_RUNTIME_DIR", None)
+    done = subprocess.run([sys.executable, "-m", "edm_tui.cli", "status", "--json"], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "idle"
+    assert "Warning" not in done.stderr
+
+
+def test_invalid_config_daemon_keeps_configured_paths(bench: Bench) -> None:
+    socket_path = bench.tmp / "d.sock"
+    notify = NotifyListener(bench.tmp / "notify.sock")
+    config = write_daemon_config(bench, socket_path)
+    config.write_text(config.read_text().replace("list_id = 1", 'list_id = "one"'))
+    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
+    try:
+        daemon.start()
+        status = daemon.call("status")
+        assert "interspire.list_id" in status["config_error"]
+        assert status["history_path"] == str(bench.tmp / "state" / "history.sqlite3")
+        log = daemon.log()
+        assert log.count("configuration not loaded") == 1
+    finally:
+        daemon.stop()
+        notify.close()

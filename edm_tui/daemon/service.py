@@ -94,7 +94,7 @@ class Daemon:
         socket_path: Path | None = None,
         notifier: Notifier | None = None,
     ) -> None:
-        self.config_path = config_path
+        self.config_path = config_path.absolute()
         self.config: Config | None = None
         self.config_error: str | None = None
         self.socket_override = socket_path
@@ -133,10 +133,15 @@ class Daemon:
 
     @property
     def state_dir(self) -> Path:
+        """The configured state folder; with an invalid configuration, what the file says."""
         if self.config is not None:
             return self.config.storage.state_dir
-        from edm_tui.config import default_state_dir
+        from edm_tui.config import default_state_dir, raw_setting
 
+        raw = raw_setting(self.config_path, "storage", "state_dir")
+        if isinstance(raw, str) and raw.strip():
+            folder = Path(raw).expanduser()
+            return folder if folder.is_absolute() else (self.config_path.parent / folder).resolve()
         return Path(os.environ.get("STATE_DIRECTORY", "") or default_state_dir())
 
     @property
@@ -145,6 +150,12 @@ class Daemon:
             return self.socket_override
         if self.config is not None and self.config.daemon.socket is not None:
             return self.config.daemon.socket
+        if self.config is None:
+            from edm_tui.config import raw_setting
+
+            raw = raw_setting(self.config_path, "daemon", "socket")
+            if isinstance(raw, str) and raw.strip():
+                return Path(raw).expanduser()
         return default_socket_path()
 
     # --- life cycle ---
