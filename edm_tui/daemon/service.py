@@ -54,7 +54,7 @@ class ActiveRun:
     done: int = 0
     total: int | None = None
     phase_started: float = field(default_factory=time.monotonic)
-    counts: dict[str, int] = field(default_factory=dict)
+    sync: SyncRun | None = None  # its counts per action and outcome grow as items finish
     started: asyncio.Event = field(default_factory=asyncio.Event)
     error: BaseException | None = None  # why the run ended before it got an id
 
@@ -82,8 +82,13 @@ class ActiveRun:
             "rate": round(rate, 2) if rate is not None else None,
             "eta_seconds": round(eta, 1) if eta is not None else None,
             "started_at": int(self.started_at),
-            "counts": dict(self.counts),
+            "counts": self.counts(),
         }
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        if self.sync is None:
+            return {}
+        return {action: dict(by) for action, by in self.sync.counts.items()}
 
 
 class Daemon:
@@ -260,6 +265,7 @@ class Daemon:
                        on_progress=lambda event: self._on_progress(active, event),
                        control=active.control, store=self.store,
                        on_started=lambda run_id: self._on_started(active, run_id))
+        active.sync = sync
         active.task = asyncio.create_task(self._run(active, sync), name=f"run-{trigger}")
 
         waiter = asyncio.create_task(active.started.wait())
@@ -285,7 +291,8 @@ class Daemon:
         data = active.as_dict()
         self._publish("progress", {"run_id": active.run_id, "phase": data["phase"], "done": data["done"],
                                    "total": data["total"], "rate": data["rate"],
-                                   "eta_seconds": data["eta_seconds"]}, coalesce=True)
+                                   "eta_seconds": data["eta_seconds"], "counts": data["counts"]},
+                      coalesce=True)
         self._notify_status()
 
     async def _run(self, active: ActiveRun, sync: SyncRun) -> RunResult | None:

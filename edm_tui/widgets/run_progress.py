@@ -91,9 +91,6 @@ class RunProgressPanel(Vertical):
             bar.update(total=None, progress=0)
 
         self.query_one("#run-numbers", Static).update(self._numbers_text(run))
-        # NOTE: the daemon of this version leaves the counts of a run in progress empty
-        # (ActiveRun.counts in edm_tui/daemon/service.py), so this line stays hidden until
-        # the daemon fills them in its status or progress events.
         counts = counts_line(run.get("counts") or {})
         counts_widget = self.query_one("#run-counts", Static)
         counts_widget.update(counts)
