@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 from edm_tui.client import DaemonError, DaemonUnavailable, default_socket_path
 from edm_tui.commands import DashboardCommands
 from edm_tui.connection import CONNECTED, UNAVAILABLE, DaemonConnection
-from edm_tui.i18n import _
+from edm_tui.i18n import _, set_language
 from edm_tui.messages import ConnectionChanged, DaemonEvent
 from edm_tui.screens.dashboard import DashboardScreen
 from edm_tui.screens.help import HelpScreen, HelpSection, KeyHelp
@@ -453,8 +453,22 @@ def resolve_socket_path(socket: str | None, config: str | None) -> Path:
     return default_socket_path()
 
 
+def _configured_language(config: str | None) -> str | None:
+    """The configuration's top-level `language`, read alone so that nothing else can fail."""
+    from edm_tui.config import find_config_path
+
+    try:
+        data = tomllib.loads(find_config_path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    value = data.get("language")
+    return value if value in ("en", "hu") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    set_language()
     args = build_parser().parse_args(argv)
+    set_language(_configured_language(args.config))
     app = EdmTuiApp(resolve_socket_path(args.socket, args.config))
     app.run()
     if app.active_run_id is not None:
