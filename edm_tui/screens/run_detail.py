@@ -1,0 +1,437 @@
+"""One run: its header (status, times, error, counts per action) and its items, paged.
+
+Items are fetched from the daemon's `run_items` method, oldest first, filtered there by
+outcome, action and email. The panel under the grid shows the highlighted item in full,
+including the complete error message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Input, Select, Static
+from textual.worker import Worker
+
+from edm_tui.client import DaemonError, DaemonUnavailable
+from edm_tui.connection import CONNECTED
+from edm_tui.export import export_items
+from edm_tui.i18n import _, ngettext
+from edm_tui.messages import ConnectionChanged, DaemonEvent
+from edm_tui.summary import action_label, status_label
+from edm_tui.sync.model import Action
+from edm_tui.widgets.filter_bar import FilterBar
+from edm_tui.widgets.paged_table import PagedTable
+from edm_tui.widgets.record_grid import Record, RecordGrid
+from edm_tui.widgets.run_table import (
+    OUTCOME_GLYPHS,
+    RUN_STATUS_GLYPHS,
+    RunTable,
+    direction_word,
+    format_duration,
+    format_number,
+    item_columns,
+    local_time,
+    outcome_cell,
+    outcome_word,
+    run_duration,
+    trigger_word,
+)
+
+ITEMS_PAGE = 500
+ITEMS_PREFETCH = 200
+RETRY_SECONDS = 3.0
+ACTIONS = tuple(action.value for action in Action)
+OUTCOMES = ("succeeded", "failed", "skipped", "pending", "interrupted")
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """The filter of the items grid, as the `run_items` method's params."""
+
+    outcomes: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    email: str = ""
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.outcomes:
+            params["outcome"] = list(self.outcomes)
+        if self.actions:
+            params["action"] = list(self.actions)
+        if self.email:
+            params["email"] = self.email
+        return params
+
+    @property
+    def active(self) -> bool:
+        return bool(self.outcomes or self.actions or self.email)
+
+    def describe(self) -> str:
+        """Return the filter in words, e.g. "outcome: ✗ failed · action: added to IEM", or ""."""
+        parts = []
+        if self.outcomes:
+            parts.append(_("outcome: {outcomes}").format(outcomes=", ".join(map(outcome_cell, self.outcomes))))
+        if self.actions:
+            parts.append(_("action: {actions}").format(actions=", ".join(map(action_label, self.actions))))
+        if self.email:
+            parts.append(_("email contains “{text}”").format(text=self.email))
+        return " · ".join(parts)
+
+
+def reason_word(reason: str) -> str:
+    """Return why the sync chose an item's action, in words. Unknown codes are returned unchanged."""
+    words = {
+        "new_in_magento": _("new subscriber in Magento"),
+        "magento_changed": _("changed in Magento"),
+        "magento_newer": _("Magento's change is newer than IEM's"),
+        "iem_changed": _("changed in IEM"),
+        "iem_newer": _("IEM's change is newer than Magento's"),
+        "not_confirmed_in_iem": _("not confirmed in IEM yet"),
+        "confirmed_in_iem": _("confirmed in IEM"),
+        "row_deleted": _("the Magento row was deleted"),
+        "email_changed": _("the email address changed"),
+    }
+    return words.get(reason, reason)
+
+
+def outcome_options() -> list[tuple[str, tuple[str, ...]]]:
+    return [(_("All outcomes"), ()), *((outcome_cell(outcome), (outcome,)) for outcome in OUTCOMES)]
+
+
+def action_options() -> list[tuple[str, tuple[str, ...]]]:
+    return [(_("All actions"), ()), *((action_label(action), (action,)) for action in ACTIONS)]
+
+
+# --- texts of the header and the item panel ---
+
+
+def run_header(run: Record) -> str:
+    """Return the run's status, trigger and times, its error in full and its counts per action."""
+    status = run["status"]
+    facts = [
+        f"{RUN_STATUS_GLYPHS.get(status, '?')} {status_label(status)}",
+        _("trigger: {trigger}").format(trigger=trigger_word(run["trigger"])),
+        _("started {time}").format(time=local_time(run["started_at"], seconds=True)),
+    ]
+    if run.get("finished_at") is None:
+        facts.append(_("still running"))
+    else:
+        facts.append(_("finished {time}").format(time=local_time(run["finished_at"], seconds=True)))
+        facts.append(_("took {duration}").format(duration=format_duration(run_duration(run))))
+    lines = [" · ".join(facts)]
+    if run.get("allow_mass_changes"):
+        lines.append(_("The safety brake was overridden for this run."))
+    if run.get("error"):
+        lines.append(_("Error: {error}").format(error=run["error"]))
+
+    counts = run.get("counts") or {}
+    if not counts:
+        lines.append(_("No writes recorded.") if run.get("finished_at") is not None
+                     else _("Counts appear when the run finishes."))
+    for action in sorted(counts, key=lambda a: ACTIONS.index(a) if a in ACTIONS else len(ACTIONS)):
+        by_outcome = counts[action]
+        if not isinstance(by_outcome, dict):
+            by_outcome = {"succeeded": by_outcome}
+        numbers = ", ".join(
+            f"{OUTCOME_GLYPHS.get(outcome, '?')} {format_number(int(n))} {outcome_word(outcome)}"
+            for outcome, n in sorted(by_outcome.items(), key=lambda pair: _outcome_rank(pair[0])) if n)
+        lines.append(_("{action}: {numbers}").format(action=action_label(action), numbers=numbers))
+    return "\n".join(lines)
+
+
+def _outcome_rank(outcome: str) -> int:
+    return OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES)
+
+
+def item_detail(item: Record | None) -> str:
+    """Return everything about one item, its reason and complete error message included."""
+    if item is None:
+        return _("No item selected.")
+    identity = [_("item {id}").format(id=item["id"]), item["email"]]
+    if item.get("website_id") is not None:
+        identity.append(_("website {id}").format(id=item["website_id"]))
+    identity.append(_("list {id}").format(id=item["list_id"]))
+    write = [
+        f"{action_label(item['action'])} ({direction_word(item['direction'])})",
+        outcome_cell(item["outcome"]),
+        ngettext("{n} try", "{n} tries", item.get("attempts", 0)).format(n=item.get("attempts", 0)),
+        local_time(item.get("at"), seconds=True),
+    ]
+    lines = [" · ".join(identity), " · ".join(write),
+             _("Reason: {reason} ({code})").format(reason=reason_word(item["reason"]), code=item["reason"])]
+    if item.get("error_class") or item.get("error_message"):
+        lines.append(_("Error: {error}").format(
+            error=": ".join(part for part in (item.get("error_class"), item.get("error_message")) if part)))
+    return "\n".join(lines)
+
+
+class RunDetailScreen(Screen[None]):
+    """A run's header and items. `email` pre-fills the items' email filter."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "toggle_filter", _("Filter"), id="run_detail.filter", key_display="/"),
+        Binding("e", "export", _("Export"), id="run_detail.export"),
+        Binding("ctrl+r", "reload", _("Refresh"), id="refresh"),
+        Binding("escape", "back", _("Back"), id="back"),
+    ]
+
+    AUTO_FOCUS = "#items"
+
+    DEFAULT_CSS = """
+    RunDetailScreen {
+        layout: vertical;
+        & > #run-title {
+            height: 1;
+            padding: 0 1;
+            background: $panel;
+            text-style: bold;
+        }
+        & > #run-header-box {
+            height: auto;
+            max-height: 7;
+            padding: 0 1;
+        }
+        & > #items {
+            height: 1fr;
+            min-height: 5;
+        }
+        & > #item-box {
+            height: 5;
+            padding: 0 1;
+            background: $boost;
+        }
+        & > #run-status {
+            height: auto;
+            padding: 0 1;
+            color: $text-muted;
+        }
+    }
+    """
+
+    def __init__(self, run_id: int, *, email: str = "") -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.item_filter = ItemFilter(email=email)
+        self.run: Record | None = None
+        self.header_error: DaemonError | DaemonUnavailable | None = None
+        self._keep_item_id: int | None = None
+        self._export_worker: Worker[None] | None = None
+
+    # --- layout ---
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-title")
+        with VerticalScroll(id="run-header-box", can_focus=False):
+            yield Static(Content(_("Loading the run…")), id="run-header")
+        yield FilterBar(self._filter_fields, id="items-filter")
+        yield RunTable(item_columns(), page_size=ITEMS_PAGE, prefetch=ITEMS_PREFETCH, id="items")
+        with VerticalScroll(id="item-box"):
+            yield Static(Content(item_detail(None)), id="item-detail")
+        yield Static(id="run-status")
+        yield Footer(show_command_palette=False)
+
+    def _filter_fields(self) -> list[Widget]:
+        current = self.item_filter
+        return [
+            Select(outcome_options(), value=current.outcomes, allow_blank=False, compact=True, id="outcome-filter"),
+            Select(action_options(), value=current.actions, allow_blank=False, compact=True, id="action-filter"),
+            Input(value=current.email, placeholder=_("Email contains… (enter searches)"), compact=True,
+                  id="item-email-filter"),
+        ]
+
+    @property
+    def table(self) -> RunTable:
+        return self.query_one("#items", RunTable)
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    # --- loading ---
+
+    def reload(self) -> None:
+        """Load the run's header and the first page of its items again."""
+        self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
+        self._reload_items()
+
+    def _reload_items(self) -> None:
+        record = self.table.cursor_record
+        self._keep_item_id = record["id"] if record else None
+        self.table.load(self._fetch_items)
+        self._show_state()
+
+    async def _load_header(self) -> None:
+        try:
+            # `runs` has no lookup by id, so ask for the first run below id + 1: this run, if it exists.
+            result = await self.app.daemon.call("runs", limit=1, before_id=self.run_id + 1)  # type: ignore[attr-defined]
+        except (DaemonError, DaemonUnavailable) as error:
+            self.header_error = error
+            self._show_header()
+            return
+        self.header_error = None
+        runs = result["runs"]
+        self.run = runs[0] if runs and runs[0]["id"] == self.run_id else None
+        self._show_header()
+
+    async def _fetch_items(self, after_id: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        params = self.item_filter.params()
+        result = await self.app.daemon.call(  # type: ignore[attr-defined]
+            "run_items", run_id=self.run_id, after_id=after_id or 0, limit=limit, **params)
+        return result["items"], result.get("next_after_id")
+
+    def on_paged_table_page_loaded(self, message: PagedTable.PageLoaded) -> None:
+        if self._keep_item_id is not None:
+            keep, self._keep_item_id = self._keep_item_id, None
+            position = self.table.find_position(lambda item: item["id"] == keep)
+            if position is not None:
+                self.table.move_cursor(position)
+        self._show_state()
+
+    def on_paged_table_load_failed(self, message: PagedTable.LoadFailed) -> None:
+        self._show_state()
+        if isinstance(message.error, DaemonUnavailable):
+            self.set_timer(RETRY_SECONDS, self.table.retry)
+
+    def on_record_grid_row_highlighted(self, message: RecordGrid.RowHighlighted) -> None:
+        self.query_one("#item-detail", Static).update(Content(item_detail(message.record)))
+
+    def on_record_grid_sort_changed(self, message: RecordGrid.SortChanged) -> None:
+        self._show_state()
+
+    # --- events forwarded by the App (without them, ctrl+r reloads) ---
+
+    def on_daemon_event(self, message: DaemonEvent) -> None:
+        """Reload on a resync, and reload the header when this run finishes."""
+        topic, data = message.topic, message.data
+        if topic == "resync":
+            self.reload()
+        elif topic == "run_finished" and data.get("run_id") == self.run_id:
+            self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        if message.state == CONNECTED:
+            if self.table.failed is not None:
+                self.table.retry()
+            if self.header_error is not None:
+                self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
+
+    # --- header and status line ---
+
+    def _show_header(self) -> None:
+        title = _("Run {id}").format(id=self.run_id)
+        if self.header_error is not None:
+            text = _("Could not load the run: {error}. ctrl+r tries again.").format(error=self.header_error)
+        elif self.run is None:
+            text = _("There is no run {id} in the history.").format(id=self.run_id)
+        else:
+            text = run_header(self.run)
+        self.query_one("#run-title", Static).update(Content(title))
+        self.query_one("#run-header", Static).update(Content(text))
+
+    def _show_state(self) -> None:
+        self.query_one("#run-status", Static).update(Content(self._status_text()))
+
+    def _status_text(self) -> str:
+        table = self.table
+        if isinstance(table.failed, DaemonUnavailable):
+            return _("Could not load the items: {error}. Trying again every few seconds, or press ctrl+r.").format(
+                error=table.failed)
+        if table.failed is not None:
+            return _("The daemon rejected the request for the items: {error}. ctrl+r tries again.").format(
+                error=table.failed)
+        count = table.record_count
+        described = self.item_filter.describe()
+        if count == 0:
+            if table.fetching or not table.complete:
+                return _("Loading items…")
+            if self.item_filter.active:
+                return _("No items match the filter ({filter}). Press / to change it.").format(filter=described)
+            return _("This run has no items: it wrote nothing.")
+
+        column = table.sort_column
+        if table.complete:
+            parts = [ngettext("{n} item", "{n} items", count).format(n=format_number(count))]
+        elif column is None:
+            parts = [ngettext("{n} item loaded, more as you scroll", "{n} items loaded, more as you scroll",
+                              count).format(n=format_number(count))]
+        else:
+            parts = [ngettext("{n} item loaded", "{n} items loaded", count).format(n=format_number(count))]
+        if described:
+            parts.append(described)
+        if column is not None:
+            direction = _("descending") if table.sort_reverse else _("ascending")
+            if table.complete:
+                parts.append(_("sorted by {column}, {direction}").format(column=column.label, direction=direction))
+            else:
+                parts.append(_("loaded items sorted by {column}, {direction}; moving past the last row loads more")
+                             .format(column=column.label, direction=direction))
+        return " · ".join(parts)
+
+    # --- filters ---
+
+    async def action_toggle_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        if bar.is_open:
+            bar.action_close()
+        else:
+            await bar.open()
+
+    def on_filter_bar_closed(self, message: FilterBar.Closed) -> None:
+        self.table.focus()
+
+    def on_select_changed(self, message: Select.Changed) -> None:
+        value = message.value if isinstance(message.value, tuple) else ()
+        if message.select.id == "outcome-filter":
+            self._apply(ItemFilter(value, self.item_filter.actions, self.item_filter.email))
+        elif message.select.id == "action-filter":
+            self._apply(ItemFilter(self.item_filter.outcomes, value, self.item_filter.email))
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id == "item-email-filter":
+            self._apply(ItemFilter(self.item_filter.outcomes, self.item_filter.actions, message.value.strip()))
+            self.table.focus()
+
+    def _apply(self, item_filter: ItemFilter) -> None:
+        if item_filter != self.item_filter:
+            self.item_filter = item_filter
+            self._reload_items()
+
+    # --- actions ---
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def action_export(self) -> None:
+        if self._export_worker is not None and self._export_worker.is_running:
+            self.notify(_("An export is already running."), severity="warning")
+            return
+        self.notify(_("Exporting the items of this view…"))
+        # The App runs the export, so that it finishes even if the user leaves this screen.
+        self._export_worker = self.app.run_worker(self._export(self.app, self.run_id, self.item_filter),
+                                                  group="export", description="export run items to CSV")
+
+    @staticmethod
+    async def _export(app: App, run_id: int, item_filter: ItemFilter) -> None:
+        try:
+            path, count = await export_items(app.daemon.call, Path.cwd(),  # type: ignore[attr-defined]
+                                             run_id, **item_filter.params())
+        except (DaemonError, DaemonUnavailable) as error:
+            app.notify(_("Export failed: {error}").format(error=error), severity="error", markup=False)
+            return
+        except OSError as error:
+            app.notify(_("Could not write the export file: {error}").format(error=error), severity="error",
+                       markup=False)
+            return
+        app.notify(ngettext("Exported {n} item to {file}", "Exported {n} items to {file}", count).format(
+            n=format_number(count), file=path.name), markup=False)
