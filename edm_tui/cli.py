@@ -101,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--dir", default=".sandbox", metavar="DIR",
                          help=_("where the sandbox keeps its files (default .sandbox)"))
     sandbox.add_argument("--reset", action="store_true", help=_("drop the sample shop and start again"))
-    sandbox.add_argument("--stop", action="store_true", help=_("stop the sandbox's IEM simulator and exit"))
+    sandbox.add_argument("--stop", action="store_true",
+                         help=_("stop the sandbox's daemon and IEM simulator and exit"))
+    sandbox.add_argument("--no-dashboard", action="store_true",
+                         help=_("do not open the dashboard at the end (it opens only on a terminal)"))
     sandbox.add_argument("--subscribers", type=int, default=10_000, metavar="N",
                          help=_("subscriber rows in the sample shop (default 10000)"))
     sandbox.add_argument("--mysql-host", default="127.0.0.1", help=_("MariaDB host (default 127.0.0.1)"))

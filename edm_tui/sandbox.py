@@ -174,6 +174,49 @@ def _start_simulator(folder: Path) -> int:
     raise RuntimeError(_("the IEM simulator did not start; see {path}").format(path=log_path))
 
 
+def _running_daemon(folder: Path) -> int | None:
+    info = folder / "daemon.json"
+    if not info.exists():
+        return None
+    pid = json.loads(info.read_text())["pid"]
+    return pid if _pid_alive(pid) else None
+
+
+def _stop_daemon(folder: Path) -> bool:
+    pid = _running_daemon(folder)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _attempt in range(100):
+        if not _pid_alive(pid):
+            break
+        time.sleep(0.1)
+    (folder / "daemon.json").unlink(missing_ok=True)
+    return True
+
+
+def _start_daemon(folder: Path, config_path: Path) -> Path:
+    """Starts the daemon in the background, or makes a running one reread its configuration."""
+    socket_path = folder / "edm-sync.sock"
+    pid = _running_daemon(folder)
+    if pid is not None:
+        os.kill(pid, signal.SIGHUP)
+        return socket_path
+
+    log = open(folder / "daemon.log", "a")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edm_tui.cli", "--config", str(config_path), "daemon"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    (folder / "daemon.json").write_text(json.dumps({"pid": process.pid}))
+    deadline = time.monotonic() + SIMULATOR_START_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        if socket_path.exists():
+            return socket_path
+        time.sleep(0.1)
+    raise RuntimeError(_("the daemon did not start; see {path}").format(path=folder / "daemon.log"))
+
+
 def _write_config(args: argparse.Namespace, folder: Path, port: int) -> Path:
     path = folder / "config.toml"
     text = f"""# edm-sync sandbox configuration: a sample shop and the local IEM simulator.
@@ -205,6 +248,12 @@ add_to_autoresponders = true
 
 [storage]
 state_dir = "{folder / 'state'}"
+
+[schedule]
+interval = "24h"
+
+[daemon]
+socket = "{folder / 'edm-sync.sock'}"
 """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -218,7 +267,9 @@ def run_sandbox(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
 
     if args.stop:
+        daemon_stopped = _stop_daemon(folder)
         stopped = _stop_simulator(folder)
+        _say(_("Daemon stopped.") if daemon_stopped else _("The sandbox's daemon was not running."))
         _say(_("Simulator stopped.") if stopped else _("The sandbox's simulator was not running."))
         return 0
 
@@ -242,6 +293,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
     fresh = args.reset or owner is None or not (folder / "iem-state.json").exists()
 
     if fresh:
+        _stop_daemon(folder)
         _stop_simulator(folder)
         _build(args, folder)
     else:
@@ -257,16 +309,30 @@ def run_sandbox(args: argparse.Namespace) -> int:
     from edm_tui.cli import main as cli_main
 
     code = cli_main(["--config", str(config_path), "sync"])
+    socket_path = _start_daemon(folder, config_path)
+    _say("")
+    _say(_("Daemon: running in the background, socket {path}, log {log}").format(
+        path=socket_path, log=folder / "daemon.log"))
+
+    if sys.stdin.isatty() and sys.stdout.isatty() and not args.no_dashboard:
+        _say(_("Opening the dashboard (q quits it; the daemon goes on) ..."))
+        time.sleep(1.0)
+        from edm_tui.app import main as dashboard_main
+
+        dashboard_main(["--socket", str(socket_path), "--config", str(config_path)])
+
     _say("")
     _say(_("Try next:"))
     for line in (
+        f"edm-tui --socket {socket_path}",
+        f"edm-sync --config {config_path} run-now --wait",
         f"edm-sync --config {config_path} plan",
         f"edm-sync --config {config_path} sync",
         f"edm-sync --config {config_path} history",
         f"edm-sync --config {config_path} check",
         "./run sandbox --stop",
     ):
-        _say(f"  .venv/bin/{line}" if line.startswith("edm-sync") else f"  {line}")
+        _say(f"  .venv/bin/{line}" if line.startswith("edm-") else f"  {line}")
     return code
 
 
