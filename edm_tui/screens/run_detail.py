@@ -11,43 +11,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Select, Static
-from textual.worker import Worker
+from textual.widgets import Footer, Select, Static
 
 from edm_tui.client import DaemonError, DaemonUnavailable
-from edm_tui.connection import CONNECTED
 from edm_tui.export import export_items
 from edm_tui.i18n import _, ngettext
-from edm_tui.messages import ConnectionChanged, DaemonEvent
-from edm_tui.summary import action_label, status_label
+from edm_tui.messages import DaemonEvent
+from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
+from edm_tui.summary import action_label
 from edm_tui.sync.model import Action
 from edm_tui.widgets.filter_bar import FilterBar
-from edm_tui.widgets.paged_table import PagedTable
+from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.record_grid import Record, RecordGrid
 from edm_tui.widgets.run_table import (
     OUTCOME_GLYPHS,
-    RUN_STATUS_GLYPHS,
     RunTable,
     direction_word,
     format_duration,
-    format_number,
     item_columns,
     local_time,
     outcome_cell,
     outcome_word,
     run_duration,
-    trigger_word,
 )
 
 ITEMS_PAGE = 500
 ITEMS_PREFETCH = 200
-RETRY_SECONDS = 3.0
 ACTIONS = tuple(action.value for action in Action)
 OUTCOMES = ("succeeded", "failed", "skipped", "pending", "interrupted")
 
@@ -117,8 +111,8 @@ def run_header(run: Record) -> str:
     """Return the run's status, trigger and times, its error in full and its counts per action."""
     status = run["status"]
     facts = [
-        f"{RUN_STATUS_GLYPHS.get(status, '?')} {status_label(status)}",
-        _("trigger: {trigger}").format(trigger=trigger_word(run["trigger"])),
+        status_text(status),
+        _("trigger: {trigger}").format(trigger=trigger_label(run["trigger"])),
         _("started {time}").format(time=local_time(run["started_at"], seconds=True)),
     ]
     if run.get("finished_at") is None:
@@ -173,17 +167,17 @@ def item_detail(item: Record | None) -> str:
     return "\n".join(lines)
 
 
-class RunDetailScreen(Screen[None]):
+class RunDetailScreen(PagedGridScreen):
     """A run's header and items. `email` pre-fills the items' email filter."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "toggle_filter", _("Filter"), id="run_detail.filter", key_display="/"),
-        Binding("e", "export", _("Export"), id="run_detail.export"),
-        Binding("ctrl+r", "reload", _("Refresh"), id="refresh"),
-        Binding("escape", "back", _("Back"), id="back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = grid_bindings(filter_id="run_detail.filter",
+                                                          export_id="run_detail.export")
 
     AUTO_FOCUS = "#items"
+    TABLE_ID = "items"
+    STATUS_ID = "run-status"
+    SELECT_FIELDS: ClassVar[dict[str, str]] = {"outcome-filter": "outcomes", "action-filter": "actions"}
+    EMAIL_INPUT_ID = "item-email-filter"
 
     DEFAULT_CSS = """
     RunDetailScreen {
@@ -216,14 +210,13 @@ class RunDetailScreen(Screen[None]):
     }
     """
 
+    grid_filter: ItemFilter
+
     def __init__(self, run_id: int, *, email: str = "") -> None:
-        super().__init__()
+        super().__init__(ItemFilter(email=email))
         self.run_id = run_id
-        self.item_filter = ItemFilter(email=email)
         self.run: Record | None = None
         self.header_error: DaemonError | DaemonUnavailable | None = None
-        self._keep_item_id: int | None = None
-        self._export_worker: Worker[None] | None = None
 
     # --- layout ---
 
@@ -239,33 +232,22 @@ class RunDetailScreen(Screen[None]):
         yield Footer(show_command_palette=False)
 
     def _filter_fields(self) -> list[Widget]:
-        current = self.item_filter
+        current = self.grid_filter
         return [
             Select(outcome_options(), value=current.outcomes, allow_blank=False, compact=True, id="outcome-filter"),
             Select(action_options(), value=current.actions, allow_blank=False, compact=True, id="action-filter"),
-            Input(value=current.email, placeholder=_("Email contains… (enter searches)"), compact=True,
-                  id="item-email-filter"),
+            email_input(current.email, id="item-email-filter"),
         ]
-
-    @property
-    def table(self) -> RunTable:
-        return self.query_one("#items", RunTable)
-
-    def on_mount(self) -> None:
-        self.reload()
 
     # --- loading ---
 
     def reload(self) -> None:
         """Load the run's header and the first page of its items again."""
-        self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
-        self._reload_items()
+        self._reload_header()
+        self._reload_rows()
 
-    def _reload_items(self) -> None:
-        record = self.table.cursor_record
-        self._keep_item_id = record["id"] if record else None
-        self.table.load(self._fetch_items)
-        self._show_state()
+    def _reload_header(self) -> None:
+        self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
 
     async def _load_header(self) -> None:
         try:
@@ -280,30 +262,14 @@ class RunDetailScreen(Screen[None]):
         self.run = runs[0] if runs and runs[0]["id"] == self.run_id else None
         self._show_header()
 
-    async def _fetch_items(self, after_id: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None]:
-        params = self.item_filter.params()
+    async def _fetch_page(self, after_id: int | None, limit: int) -> tuple[list[Record], int | None]:
+        params = self.grid_filter.params()
         result = await self.app.daemon.call(  # type: ignore[attr-defined]
             "run_items", run_id=self.run_id, after_id=after_id or 0, limit=limit, **params)
         return result["items"], result.get("next_after_id")
 
-    def on_paged_table_page_loaded(self, message: PagedTable.PageLoaded) -> None:
-        if self._keep_item_id is not None:
-            keep, self._keep_item_id = self._keep_item_id, None
-            position = self.table.find_position(lambda item: item["id"] == keep)
-            if position is not None:
-                self.table.move_cursor(position)
-        self._show_state()
-
-    def on_paged_table_load_failed(self, message: PagedTable.LoadFailed) -> None:
-        self._show_state()
-        if isinstance(message.error, DaemonUnavailable):
-            self.set_timer(RETRY_SECONDS, self.table.retry)
-
     def on_record_grid_row_highlighted(self, message: RecordGrid.RowHighlighted) -> None:
         self.query_one("#item-detail", Static).update(Content(item_detail(message.record)))
-
-    def on_record_grid_sort_changed(self, message: RecordGrid.SortChanged) -> None:
-        self._show_state()
 
     # --- events forwarded by the App (without them, ctrl+r reloads) ---
 
@@ -313,14 +279,11 @@ class RunDetailScreen(Screen[None]):
         if topic == "resync":
             self.reload()
         elif topic == "run_finished" and data.get("run_id") == self.run_id:
-            self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
+            self._reload_header()
 
-    def on_connection_changed(self, message: ConnectionChanged) -> None:
-        if message.state == CONNECTED:
-            if self.table.failed is not None:
-                self.table.retry()
-            if self.header_error is not None:
-                self.run_worker(self._load_header(), group="run-header", exclusive=True, description="load a run")
+    def _connected(self) -> None:
+        if self.header_error is not None:
+            self._reload_header()
 
     # --- header and status line ---
 
@@ -335,103 +298,49 @@ class RunDetailScreen(Screen[None]):
         self.query_one("#run-title", Static).update(Content(title))
         self.query_one("#run-header", Static).update(Content(text))
 
-    def _show_state(self) -> None:
-        self.query_one("#run-status", Static).update(Content(self._status_text()))
-
-    def _status_text(self) -> str:
-        table = self.table
-        if isinstance(table.failed, DaemonUnavailable):
+    def _failure_text(self, error: DaemonError | DaemonUnavailable) -> str:
+        if isinstance(error, DaemonUnavailable):
             return _("Could not load the items: {error}. Trying again every few seconds, or press ctrl+r.").format(
-                error=table.failed)
-        if table.failed is not None:
-            return _("The daemon rejected the request for the items: {error}. ctrl+r tries again.").format(
-                error=table.failed)
-        count = table.record_count
-        described = self.item_filter.describe()
-        if count == 0:
-            if table.fetching or not table.complete:
-                return _("Loading items…")
-            if self.item_filter.active:
-                return _("No items match the filter ({filter}). Press / to change it.").format(filter=described)
-            return _("This run has no items: it wrote nothing.")
+                error=error)
+        return _("The daemon rejected the request for the items: {error}. ctrl+r tries again.").format(error=error)
 
-        column = table.sort_column
-        if table.complete:
-            parts = [ngettext("{n} item", "{n} items", count).format(n=format_number(count))]
-        elif column is None:
-            parts = [ngettext("{n} item loaded, more as you scroll", "{n} items loaded, more as you scroll",
-                              count).format(n=format_number(count))]
-        else:
-            parts = [ngettext("{n} item loaded", "{n} items loaded", count).format(n=format_number(count))]
-        if described:
-            parts.append(described)
-        if column is not None:
-            direction = _("descending") if table.sort_reverse else _("ascending")
-            if table.complete:
-                parts.append(_("sorted by {column}, {direction}").format(column=column.label, direction=direction))
-            else:
-                parts.append(_("loaded items sorted by {column}, {direction}; moving past the last row loads more")
-                             .format(column=column.label, direction=direction))
-        return " · ".join(parts)
+    def _loading_text(self) -> str:
+        return _("Loading items…")
 
-    # --- filters ---
+    def _empty_text(self) -> str:
+        if self.grid_filter.active:
+            return _("No items match the filter ({filter}). Press / to change it.").format(
+                filter=self.grid_filter.describe())
+        return _("This run has no items: it wrote nothing.")
 
-    async def action_toggle_filter(self) -> None:
-        bar = self.query_one(FilterBar)
-        if bar.is_open:
-            bar.action_close()
-        else:
-            await bar.open()
+    def _count_text(self, count: int, *, complete: bool, sorted_by_column: bool) -> str:
+        if complete:
+            return ngettext("{n} item", "{n} items", count).format(n=format_number(count))
+        if not sorted_by_column:
+            return ngettext("{n} item loaded, more as you scroll", "{n} items loaded, more as you scroll",
+                            count).format(n=format_number(count))
+        return ngettext("{n} item loaded", "{n} items loaded", count).format(n=format_number(count))
 
-    def on_filter_bar_closed(self, message: FilterBar.Closed) -> None:
-        self.table.focus()
+    def _loaded_sort_text(self, column: str, direction: str) -> str:
+        return _("loaded items sorted by {column}, {direction}; moving past the last row loads more").format(
+            column=column, direction=direction)
 
-    def on_select_changed(self, message: Select.Changed) -> None:
-        value = message.value if isinstance(message.value, tuple) else ()
-        if message.select.id == "outcome-filter":
-            self._apply(ItemFilter(value, self.item_filter.actions, self.item_filter.email))
-        elif message.select.id == "action-filter":
-            self._apply(ItemFilter(self.item_filter.outcomes, value, self.item_filter.email))
-
-    def on_input_submitted(self, message: Input.Submitted) -> None:
-        if message.input.id == "item-email-filter":
-            self._apply(ItemFilter(self.item_filter.outcomes, self.item_filter.actions, message.value.strip()))
-            self.table.focus()
-
-    def _apply(self, item_filter: ItemFilter) -> None:
-        if item_filter != self.item_filter:
-            self.item_filter = item_filter
-            self._reload_items()
+    def _filter_parts(self) -> list[str]:
+        described = self.grid_filter.describe()
+        return [described] if described else []
 
     # --- actions ---
 
-    def action_reload(self) -> None:
-        self.reload()
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
-            self.app.pop_screen()
-
     def action_export(self) -> None:
-        if self._export_worker is not None and self._export_worker.is_running:
-            self.notify(_("An export is already running."), severity="warning")
-            return
-        self.notify(_("Exporting the items of this view…"))
-        # The App runs the export, so that it finishes even if the user leaves this screen.
-        self._export_worker = self.app.run_worker(self._export(self.app, self.run_id, self.item_filter),
-                                                  group="export", description="export run items to CSV")
+        app = self.app
+        run_id = self.run_id
+        item_filter = self.grid_filter
+        self._start_export(
+            _("Exporting the items of this view…"),
+            lambda: export_items(app.daemon.call, Path.cwd(), run_id, **item_filter.params()),  # type: ignore[attr-defined]
+            exported_items_text, description="export run items to CSV")
 
-    @staticmethod
-    async def _export(app: App, run_id: int, item_filter: ItemFilter) -> None:
-        try:
-            path, count = await export_items(app.daemon.call, Path.cwd(),  # type: ignore[attr-defined]
-                                             run_id, **item_filter.params())
-        except (DaemonError, DaemonUnavailable) as error:
-            app.notify(_("Export failed: {error}").format(error=error), severity="error", markup=False)
-            return
-        except OSError as error:
-            app.notify(_("Could not write the export file: {error}").format(error=error), severity="error",
-                       markup=False)
-            return
-        app.notify(ngettext("Exported {n} item to {file}", "Exported {n} items to {file}", count).format(
-            n=format_number(count), file=path.name), markup=False)
+
+def exported_items_text(count: int, file: str) -> str:
+    return ngettext("Exported {n} item to {file}", "Exported {n} items to {file}", count).format(
+        n=format_number(count), file=file)

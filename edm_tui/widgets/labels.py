@@ -18,13 +18,15 @@ from edm_tui.progress import phase_title
 from edm_tui.summary import action_label, status_label
 from edm_tui.sync.model import Action
 
-# status -> (glyph, theme colour). The glyphs are one cell wide in common terminal fonts.
+# status -> (glyph, theme colour). Every screen takes run status glyphs from here. Each status
+# has its own glyph, and the glyphs are one cell wide in common terminal fonts. "↯" is also
+# the glyph of an interrupted item in the history grids.
 STATUS_LOOK: dict[str, tuple[str, str]] = {
     "succeeded": ("✓", "$text-success"),
     "partial": ("⚠", "$text-warning"),
     "failed": ("✗", "$text-error"),
     "blocked": ("⊘", "$text-warning"),
-    "interrupted": ("■", "$text-warning"),
+    "interrupted": ("↯", "$text-warning"),
     "cancelled": ("■", "$text-secondary"),
     "running": ("▶", "$text-accent"),
 }
@@ -38,9 +40,15 @@ def status_content(status: str, *, short: bool = False) -> Content:
 
     `short` picks the shorter word for statuses whose full label is long (for tables).
     """
-    glyph, colour = STATUS_LOOK.get(status, UNKNOWN_LOOK)
+    colour = STATUS_LOOK.get(status, UNKNOWN_LOOK)[1]
+    return Content.assemble((status_text(status, short=short), colour))
+
+
+def status_text(status: str, *, short: bool = False) -> str:
+    """Return the glyph and label of a run status as plain text, e.g. "✗ failed"."""
+    glyph = STATUS_LOOK.get(status, UNKNOWN_LOOK)[0]
     label = short_status_label(status) if short else status_label(status)
-    return Content.assemble((f"{glyph} {label}", colour))
+    return f"{glyph} {label}"
 
 
 def short_status_label(status: str) -> str:

@@ -1,7 +1,8 @@
-"""The grids of the history screens: run and item columns, status glyphs and colours.
+"""The grids of the history screens: run and item columns, outcome glyphs and colours.
 
 A status always reads as glyph + word. The colour repeats it for those who see colour, so
-the grids stay readable with NO_COLOR.
+the grids stay readable with NO_COLOR. Run status glyphs and words come from
+`edm_tui.widgets.labels`, so the history shows a status the way the dashboard does.
 """
 
 from __future__ import annotations
@@ -9,22 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from babel.numbers import format_decimal
-
-from edm_tui.i18n import _, current_language
+from edm_tui.i18n import _
 from edm_tui.summary import action_label
+from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.paged_table import PagedTable
 from edm_tui.widgets.record_grid import GridColumn, Record
 
-RUN_STATUS_GLYPHS = {
-    "succeeded": "✓",
-    "partial": "⚠",
-    "failed": "✗",
-    "blocked": "■",
-    "interrupted": "↯",
-    "cancelled": "⊘",
-    "running": "⟳",
-}
 OUTCOME_GLYPHS = {
     "succeeded": "✓",
     "failed": "✗",
@@ -49,24 +40,6 @@ TONES = {
 # --- words ---
 
 
-def status_word(status: str) -> str:
-    """Return a run status in one or two words, short enough for a grid column."""
-    words = {
-        "succeeded": _("succeeded"),
-        "partial": _("partial"),
-        "failed": _("failed"),
-        "blocked": _("blocked"),
-        "interrupted": _("interrupted"),
-        "cancelled": _("cancelled"),
-        "running": _("running"),
-    }
-    return words.get(status, status)
-
-
-def status_cell(status: str) -> str:
-    return f"{RUN_STATUS_GLYPHS.get(status, '?')} {status_word(status)}"
-
-
 def outcome_word(outcome: str) -> str:
     words = {
         "succeeded": _("succeeded"),
@@ -82,15 +55,6 @@ def outcome_cell(outcome: str) -> str:
     return f"{OUTCOME_GLYPHS.get(outcome, '?')} {outcome_word(outcome)}"
 
 
-def trigger_word(trigger: str) -> str:
-    words = {
-        "schedule": _("schedule"),
-        "manual": _("manual"),
-        "cli": _("command line"),
-    }
-    return words.get(trigger, trigger)
-
-
 def direction_word(direction: str) -> str:
     words = {
         "to_iem": _("Magento → IEM"),
@@ -100,11 +64,6 @@ def direction_word(direction: str) -> str:
 
 
 # --- numbers and times ---
-
-
-def format_number(value: int) -> str:
-    """Format a count with the current language's digit grouping (1,200 or 1 200)."""
-    return format_decimal(value, format="#,##0", locale=current_language())
 
 
 def local_time(stamp: int | None, *, seconds: bool = False) -> str:
@@ -156,9 +115,9 @@ def run_columns() -> list[GridColumn]:
         GridColumn("started", _("Started"), 16, lambda r: local_time(r["started_at"]), lambda r: r["started_at"]),
         GridColumn("duration", _("Duration"), 8, lambda r: format_duration(run_duration(r)), run_duration,
                    align="right"),
-        GridColumn("trigger", _("Trigger"), 12, lambda r: trigger_word(r["trigger"]),
-                   lambda r: trigger_word(r["trigger"])),
-        GridColumn("status", _("Status"), 13, lambda r: status_cell(r["status"]), lambda r: r["status"],
+        GridColumn("trigger", _("Trigger"), 12, lambda r: trigger_label(r["trigger"]),
+                   lambda r: trigger_label(r["trigger"])),
+        GridColumn("status", _("Status"), 13, lambda r: status_text(r["status"], short=True), lambda r: r["status"],
                    style=lambda r: TONES.get(r["status"])),
         GridColumn("writes", _("Writes"), 7, lambda r: format_number(outcome_total(r, "succeeded")),
                    lambda r: outcome_total(r, "succeeded"), align="right"),
