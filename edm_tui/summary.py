@@ -6,7 +6,7 @@ from typing import Any
 
 from edm_tui.daemon.history import ItemRecord, RunRecord
 from edm_tui.daemon.runner import RunResult
-from edm_tui.i18n import _, format_datetime, format_duration
+from edm_tui.i18n import _, format_datetime, format_duration, format_number
 from edm_tui.sync.model import Action
 
 
@@ -141,13 +141,21 @@ def print_runs(runs: list[RunRecord]) -> None:
     if not runs:
         print(_("No runs yet."))
         return
-    headers = (_("Started"), _("Trigger"), _("Status"), _("Writes"), _("Failed"))
-    print("{:>6}  {:19}  {:8}  {:28}  {:>7}  {:>6}".format("ID", *headers))
+    headers = ("ID", _("Started"), _("Trigger"), _("Status"), _("Writes"), _("Failed"))
+    rows = []
     for run in runs:
         writes = sum(by.get("succeeded", 0) for by in run.counts.values())
         failed = sum(by.get("failed", 0) for by in run.counts.values())
-        print(f"{run.id:>6}  {_time(run.started_at):19}  {run.trigger:8}  {status_label(run.status):28}  "
-              f"{writes:>7}  {failed:>6}")
+        rows.append((str(run.id), _time(run.started_at), run.trigger, status_label(run.status),
+                     format_number(writes), format_number(failed)))
+
+    # Columns as wide as their longest value, so longer Hungarian words keep the table aligned.
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    right_aligned = {0, 4, 5}
+    for row in [headers, *rows]:
+        cells = [cell.rjust(width) if i in right_aligned else cell.ljust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
 
 
 def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
