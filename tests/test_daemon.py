@@ -490,3 +490,20 @@ def test_invalid_config_daemon_keeps_configured_paths(bench: Bench) -> None:
     finally:
         daemon.stop()
         notify.close()
+
+
+def test_interrupted_run_finished_soon_after_restart(bench: Bench) -> None:
+    store = HistoryStore(bench.tmp / "state" / "history.sqlite3")
+    run_id = store.start_run("schedule")
+    store.finish_run(run_id, "interrupted", counts={}, summary={}, error="the service stopped")
+    store.close()
+    socket_path = bench.tmp / "d.sock"
+    notify = NotifyListener(bench.tmp / "notify.sock")
+    config = write_daemon_config(bench, socket_path, enabled=True, interval="24h", catch_up_delay="1s")
+    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
+    try:
+        daemon.start()
+        assert daemon.call("status")["next_run_at"] <= time.time() + 2
+    finally:
+        daemon.stop()
+        notify.close()

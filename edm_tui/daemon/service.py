@@ -237,6 +237,9 @@ class Daemon:
         last = self.store.last_run()
         last_start = float(last.started_at) if last is not None else None
         self.next_run = next_run_at(self.config.schedule, last_start, time.time())
+        if self.next_run is not None and last is not None and last.status == "interrupted":
+            # A run cut short by a stop or a crash is finished soon, as its record promises.
+            self.next_run = min(self.next_run, time.time() + self.config.schedule.catch_up_delay)
 
     async def _scheduler(self) -> None:
         while not self.stopping.is_set():

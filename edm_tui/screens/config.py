@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from edm_tui.client import DaemonError, DaemonUnavailable
@@ -225,8 +225,10 @@ class ConfigScreen(Screen[None]):
         form.loading = False
         first_load = not self.loaded
         self.loaded = True
-        if first_load and (self.focused is None or self.focused is form):
-            form.query_one(Input).focus(scroll_visible=False)
+        if first_load and self.focused is form:
+            # Nothing is focused at first, so keys such as ? and q act instead of typing into a
+            # field; Tab moves into the form.
+            self.set_focus(None)
         self._fields_list = None
         self._update_state()
         if result.get("error"):

@@ -92,6 +92,9 @@ def reason_word(reason: str) -> str:
         "confirmed_in_iem": _("confirmed in IEM"),
         "row_deleted": _("the Magento row was deleted"),
         "email_changed": _("the email address changed"),
+        "new_in_iem": _("new subscriber in IEM"),
+        "names_changed": _("the customer's name changed"),
+        "invalid_name": _("the customer's name is not valid UTF-8"),
     }
     return words.get(reason, reason)
 

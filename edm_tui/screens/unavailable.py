@@ -23,7 +23,7 @@ def start_commands() -> list[tuple[str, str]]:
     """Return the commands that start the daemon, each with when to use it."""
     return [
         ("systemctl start edm-sync", _("as a systemd service")),
-        ("edm-sync daemon", _("in a terminal, for a test")),
+        ("edm-sync --config PATH daemon", _("in a terminal, for a test")),
     ]
 
 
