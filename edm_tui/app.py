@@ -292,28 +292,21 @@ class EdmTuiApp(App[None]):
 
     # --- other screens ---
 
+    # The screens are imported when first opened, so the dashboard starts quickly.
+
     def action_plan(self) -> None:
-        try:
-            from edm_tui.screens.plan import PlanScreen
-        except ModuleNotFoundError as error:
-            self._screen_missing(error, "edm_tui.screens.plan", _("Plan"))
-            return
+        from edm_tui.screens.plan import PlanScreen
+
         self._push_once(PlanScreen)
 
     def action_history(self) -> None:
-        try:
-            from edm_tui.screens.history import HistoryScreen
-        except ModuleNotFoundError as error:
-            self._screen_missing(error, "edm_tui.screens.history", _("History"))
-            return
+        from edm_tui.screens.history import HistoryScreen
+
         self._push_once(HistoryScreen)
 
     def action_config(self) -> None:
-        try:
-            from edm_tui.screens.config import ConfigScreen
-        except ModuleNotFoundError as error:
-            self._screen_missing(error, "edm_tui.screens.config", _("Config"))
-            return
+        from edm_tui.screens.config import ConfigScreen
+
         self._push_once(ConfigScreen)
 
     def open_run(self, run_id: int) -> None:
@@ -336,12 +329,6 @@ class EdmTuiApp(App[None]):
                     self.pop_screen()
                 return
         self.push_screen(screen_class())
-
-    def _screen_missing(self, error: ModuleNotFoundError, module: str, title: str) -> None:
-        if error.name != module:
-            raise error  # a module that the screen itself imports is missing: a real bug
-        self.notify(_("The {screen} screen is not part of this version yet.").format(screen=title),
-                    severity="warning")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import mariadb_support as mdb
+from tests.daemon_support import DaemonProcess, NotifyListener, write_daemon_config
 from tests.sync_support import Bench, base_state
 
 
@@ -24,6 +25,20 @@ def database() -> Iterator[str]:
 def dialect() -> str:
     """The simulator's output dialect; modules that test both override this with params."""
     return "legacy"
+
+
+@pytest.fixture
+def daemon(bench: Bench) -> Iterator[DaemonProcess]:
+    """A daemon process on the bench, not started yet; stopped at the end of the test."""
+    socket_path = bench.tmp / "d.sock"
+    notify = NotifyListener(bench.tmp / "notify.sock")
+    process = DaemonProcess(bench, write_daemon_config(bench, socket_path), socket_path, notify,
+                            bench.tmp / "daemon.log")
+    try:
+        yield process
+    finally:
+        process.stop()
+        notify.close()
 
 
 @pytest.fixture

@@ -114,6 +114,19 @@ class DaemonProcess:
         raise AssertionError("the daemon stayed busy")
 
 
+def add_subscribers(bench: Bench, count: int, *, prefix: str = "d", changed_at: int = 1_700_000_000) -> None:
+    """Inserts `count` subscribed Magento rows: <prefix>0@example.test, <prefix>1@example.test, ..."""
+    conn = bench.connect()
+    try:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO newsletter_subscriber (store_id, change_status_at, subscriber_email, "
+                "subscriber_status, subscriber_confirm_code) VALUES (1, FROM_UNIXTIME(%s), %s, 1, 'c')",
+                [(changed_at, f"{prefix}{n}@example.test") for n in range(count)])
+    finally:
+        conn.close()
+
+
 def write_daemon_config(bench: Bench, socket_path: Path, **schedule: Any) -> Path:
     sections = {"schedule": {"interval": "24h", "catch_up_delay": "0s", "enabled": False, **schedule},
                 "daemon": {"socket": str(socket_path)}}

@@ -10,42 +10,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edm_tui.client import DaemonError
 from edm_tui.daemon.history import HistoryStore
-from tests.daemon_support import DaemonProcess, NotifyListener, write_daemon_config
+from tests.daemon_support import DaemonProcess, NotifyListener, add_subscribers, write_daemon_config
 from tests.sync_support import Bench
 
 T1 = 1_700_000_000
 
 
-@pytest.fixture
-def daemon(bench: Bench) -> Iterator[DaemonProcess]:
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    process = DaemonProcess(bench, write_daemon_config(bench, socket_path), socket_path, notify,
-                            bench.tmp / "daemon.log")
-    try:
-        yield process
-    finally:
-        process.stop()
-        notify.close()
-
-
-def add_subscribers(b: Bench, count: int) -> None:
-    conn = b.connect()
-    try:
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO newsletter_subscriber (store_id, change_status_at, subscriber_email, "
-                "subscriber_status, subscriber_confirm_code) VALUES (1, FROM_UNIXTIME(%s), %s, 1, 'c')",
-                [(T1, f"d{n}@example.test") for n in range(count)])
-    finally:
-        conn.close()
 
 
 def history(b: Bench) -> list[tuple[int, str, str]]:

@@ -32,7 +32,7 @@ from edm_tui.screens.unavailable import UnavailableScreen
 from edm_tui.widgets.dialogs import BrakeOverrideDialog, QuitDialog
 from edm_tui.widgets.run_progress import RunProgressPanel
 from edm_tui.widgets.runs_table import RunsTable
-from tests.daemon_support import DaemonProcess, NotifyListener, write_daemon_config
+from tests.daemon_support import DaemonProcess, add_subscribers
 from tests.sync_support import Bench
 
 NOW = 1_700_000_000  # 2023-11-14 22:13:20 UTC: the frozen clock of the scripted tests
@@ -245,33 +245,12 @@ def runs_table_statuses(app: EdmTuiApp) -> dict[int, str]:
 # --- against a real daemon ---
 
 
-@pytest.fixture
-def daemon(bench: Bench) -> Iterator[DaemonProcess]:
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    process = DaemonProcess(bench, write_daemon_config(bench, socket_path), socket_path, notify,
-                            bench.tmp / "daemon.log")
-    try:
-        yield process
-    finally:
-        process.stop()
-        notify.close()
-
-
-def add_subscribers(bench: Bench, count: int) -> None:
-    conn = bench.connect()
-    try:
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO newsletter_subscriber (store_id, change_status_at, subscriber_email, "
-                "subscriber_status, subscriber_confirm_code) VALUES (1, FROM_UNIXTIME(%s), %s, 1, 'c')",
-                [(NOW, f"tui{n}@example.test") for n in range(count)])
-    finally:
-        conn.close()
+def add_tui_subscribers(bench: Bench, count: int) -> None:
+    add_subscribers(bench, count, prefix="tui", changed_at=NOW)
 
 
 async def test_sync_key_runs_to_the_end(daemon: DaemonProcess) -> None:
-    add_subscribers(daemon.bench, 30)
+    add_tui_subscribers(daemon.bench, 30)
     daemon.start()
     app = EdmTuiApp(daemon.socket_path)
     progress: list[dict[str, Any]] = []
