@@ -24,6 +24,25 @@ def action_label(action: str) -> str:
     return labels.get(action, action)
 
 
+def reason_word(reason: str) -> str:
+    """Return why the sync chose an item's action, in words. Unknown codes are returned unchanged."""
+    words = {
+        "new_in_magento": _("new subscriber in Magento"),
+        "magento_changed": _("changed in Magento"),
+        "magento_newer": _("Magento's change is newer than IEM's"),
+        "iem_changed": _("changed in IEM"),
+        "iem_newer": _("IEM's change is newer than Magento's"),
+        "not_confirmed_in_iem": _("not confirmed in IEM yet"),
+        "confirmed_in_iem": _("confirmed in IEM"),
+        "row_deleted": _("the Magento row was deleted"),
+        "email_changed": _("the email address changed"),
+        "new_in_iem": _("new subscriber in IEM"),
+        "names_changed": _("the customer's name changed"),
+        "invalid_name": _("the customer's name is not valid UTF-8"),
+    }
+    return words.get(reason, reason)
+
+
 def status_label(status: str) -> str:
     labels = {
         "running": _("running"),
@@ -128,7 +147,7 @@ def print_plan(result: RunResult, limit: int) -> None:
         print(f"{action_label(action)} ({arrow}): {entry['count']}")
         for item in entry["first"]:
             print(f"    {item['email']}  " + _("website {website}, list {list_id}, {reason}").format(
-                website=item["website_id"], list_id=item["list_id"], reason=item["reason"]))
+                website=item["website_id"], list_id=item["list_id"], reason=reason_word(item["reason"])))
         if entry["count"] > len(entry["first"]):
             print("    " + _("… and {n} more").format(n=entry["count"] - len(entry["first"])))
     for item in data["failed_up_front"]:

@@ -24,7 +24,7 @@ from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import DaemonConnection
 from edm_tui.i18n import _, ngettext
 from edm_tui.messages import DaemonEvent
-from edm_tui.summary import action_label
+from edm_tui.summary import action_label, reason_word
 from edm_tui.sync.model import Action
 from edm_tui.widgets.lifecycle import is_closing
 
@@ -272,7 +272,7 @@ class PlanScreen(Screen[None]):
         for item in first:
             website = item.get("website_id")
             items_table.add_row(_cell(item.get("email", "")), _number("-" if website is None else website),
-                                _number(item.get("list_id", "")), _cell(item.get("reason", "")))
+                                _number(item.get("list_id", "")), _cell(reason_word(item.get("reason", ""))))
         more.update(_("… and {n} more").format(n=count - len(first)) if count > len(first) else "")
         more.set_class(count <= len(first), "-none")
 

@@ -23,7 +23,7 @@ from edm_tui.export import export_items
 from edm_tui.i18n import _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
-from edm_tui.summary import action_label
+from edm_tui.summary import action_label, reason_word
 from edm_tui.sync.model import Action
 from edm_tui.widgets.filter_bar import FilterBar
 from edm_tui.widgets.labels import format_number, status_text, trigger_label
@@ -78,25 +78,6 @@ class ItemFilter:
         if self.email:
             parts.append(_("email contains “{text}”").format(text=self.email))
         return " · ".join(parts)
-
-
-def reason_word(reason: str) -> str:
-    """Return why the sync chose an item's action, in words. Unknown codes are returned unchanged."""
-    words = {
-        "new_in_magento": _("new subscriber in Magento"),
-        "magento_changed": _("changed in Magento"),
-        "magento_newer": _("Magento's change is newer than IEM's"),
-        "iem_changed": _("changed in IEM"),
-        "iem_newer": _("IEM's change is newer than Magento's"),
-        "not_confirmed_in_iem": _("not confirmed in IEM yet"),
-        "confirmed_in_iem": _("confirmed in IEM"),
-        "row_deleted": _("the Magento row was deleted"),
-        "email_changed": _("the email address changed"),
-        "new_in_iem": _("new subscriber in IEM"),
-        "names_changed": _("the customer's name changed"),
-        "invalid_name": _("the customer's name is not valid UTF-8"),
-    }
-    return words.get(reason, reason)
 
 
 def outcome_options() -> list[tuple[str, tuple[str, ...]]]:
