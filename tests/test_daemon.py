@@ -16,7 +16,7 @@ import pytest
 
 from edm_tui.client import DaemonError
 from edm_tui.daemon.history import HistoryStore
-from tests.daemon_support import DaemonProcess, NotifyListener, add_subscribers, write_daemon_config
+from tests.daemon_support import DaemonProcess, add_subscribers, write_daemon_config
 from tests.sync_support import Bench
 
 T1 = 1_700_000_000
@@ -131,68 +131,50 @@ def test_cli_without_daemon_says_how(tmp_path: Path) -> None:
 # --- schedule ---
 
 
-def test_schedule_runs_by_itself(bench: Bench) -> None:
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    config = write_daemon_config(bench, socket_path, enabled=True, interval="2s", catch_up_delay="0s")
-    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
+def test_schedule_runs_by_itself(daemon: DaemonProcess) -> None:
+    bench = daemon.bench
+    write_daemon_config(bench, daemon.socket_path, enabled=True, interval="2s", catch_up_delay="0s")
     add_subscribers(bench, 3)
-    try:
-        daemon.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and [r[2] for r in history(bench)[:2]].count("succeeded") < 2:
-            time.sleep(0.2)
-        runs = history(bench)
-        assert [r[1] for r in runs[:2]] == ["schedule", "schedule"]
-        assert [r[2] for r in runs[:2]] == ["succeeded", "succeeded"]
-        assert len(bench.iem_rows()) == 3
-    finally:
-        daemon.stop()
-        notify.close()
+    daemon.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and [r[2] for r in history(bench)[:2]].count("succeeded") < 2:
+        time.sleep(0.2)
+    runs = history(bench)
+    assert [r[1] for r in runs[:2]] == ["schedule", "schedule"]
+    assert [r[2] for r in runs[:2]] == ["succeeded", "succeeded"]
+    assert len(bench.iem_rows()) == 3
 
 
-def test_overdue_run_catches_up_after_downtime(bench: Bench) -> None:
+def test_overdue_run_catches_up_after_downtime(daemon: DaemonProcess) -> None:
+    bench = daemon.bench
     store = HistoryStore(bench.tmp / "state" / "history.sqlite3")
     old = store.start_run("schedule")
     store.finish_run(old, "succeeded", counts={}, summary={})
     store.db.execute("UPDATE runs SET started_at = ?, finished_at = ?", (time.time() - 3 * 86400,) * 2)
     store.close()
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    config = write_daemon_config(bench, socket_path, enabled=True, interval="24h", catch_up_delay="1s")
-    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
-    try:
-        daemon.start()
-        status = daemon.call("status")
-        assert status["next_run_at"] <= time.time() + 2
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(history(bench)) < 2:
-            time.sleep(0.2)
-        daemon.wait_idle()
-        assert history(bench)[1][1:] == ("schedule", "succeeded")
-        assert daemon.call("status")["next_run_at"] >= time.time() + 23 * 3600
-    finally:
-        daemon.stop()
-        notify.close()
+    write_daemon_config(bench, daemon.socket_path, enabled=True, interval="24h", catch_up_delay="1s")
+    daemon.start()
+    status = daemon.call("status")
+    assert status["next_run_at"] <= time.time() + 2
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(history(bench)) < 2:
+        time.sleep(0.2)
+    daemon.wait_idle()
+    assert history(bench)[1][1:] == ("schedule", "succeeded")
+    assert daemon.call("status")["next_run_at"] >= time.time() + 23 * 3600
 
 
-def test_recent_run_not_repeated(bench: Bench) -> None:
+def test_recent_run_not_repeated(daemon: DaemonProcess) -> None:
+    bench = daemon.bench
     store = HistoryStore(bench.tmp / "state" / "history.sqlite3")
     recent = store.start_run("schedule")
     store.finish_run(recent, "succeeded", counts={}, summary={})
     store.close()
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    config = write_daemon_config(bench, socket_path, enabled=True, interval="24h", catch_up_delay="0s")
-    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
-    try:
-        daemon.start()
-        time.sleep(1.5)
-        assert len(history(bench)) == 1
-        assert daemon.call("status")["next_run_at"] >= time.time() + 23 * 3600
-    finally:
-        daemon.stop()
-        notify.close()
+    write_daemon_config(bench, daemon.socket_path, enabled=True, interval="24h", catch_up_delay="0s")
+    daemon.start()
+    time.sleep(1.5)
+    assert len(history(bench)) == 1
+    assert daemon.call("status")["next_run_at"] >= time.time() + 23 * 3600
 
 
 # --- signals ---
@@ -355,7 +337,7 @@ def test_cancel_stops_run(daemon: DaemonProcess) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second user")
-def test_read_only_user_refused_writes(bench: Bench) -> None:
+def test_read_only_user_refused_writes(daemon: DaemonProcess) -> None:
     import grp
     import pwd
     import shutil
@@ -366,10 +348,10 @@ def test_read_only_user_refused_writes(bench: Bench) -> None:
     folder = Path(tempfile.mkdtemp(prefix="edm-sock-"))  # outside pytest's private 0700 folder
     folder.chmod(0o755)
     socket_path = folder / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    config = bench.write_config(bench.tmp / "config.toml", schedule={"enabled": False},
-                                daemon={"socket": str(socket_path), "socket_group": group})
-    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
+    bench = daemon.bench
+    bench.write_config(daemon.config_path, schedule={"enabled": False},
+                       daemon={"socket": str(socket_path), "socket_group": group})
+    daemon.socket_path = socket_path
 
     def as_nobody(method: str) -> dict:
         """Calls hello and one method from a forked child that has become nobody."""
@@ -406,7 +388,6 @@ def test_read_only_user_refused_writes(bench: Bench) -> None:
         assert history(bench) == []
     finally:
         daemon.stop()
-        notify.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -450,36 +431,23 @@ def test_status_finds_socket_through_environment(daemon: DaemonProcess) -> None:
     assert "Warning" not in done.stderr
 
 
-def test_invalid_config_daemon_keeps_configured_paths(bench: Bench) -> None:
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    config = write_daemon_config(bench, socket_path)
-    config.write_text(config.read_text().replace("list_id = 1", 'list_id = "one"'))
-    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
-    try:
-        daemon.start()
-        status = daemon.call("status")
-        assert "interspire.list_id" in status["config_error"]
-        assert status["history_path"] == str(bench.tmp / "state" / "history.sqlite3")
-        log = daemon.log()
-        assert log.count("configuration not loaded") == 1
-    finally:
-        daemon.stop()
-        notify.close()
+def test_invalid_config_daemon_keeps_configured_paths(daemon: DaemonProcess) -> None:
+    bench = daemon.bench
+    daemon.config_path.write_text(daemon.config_path.read_text().replace("list_id = 1", 'list_id = "one"'))
+    daemon.start()
+    status = daemon.call("status")
+    assert "interspire.list_id" in status["config_error"]
+    assert status["history_path"] == str(bench.tmp / "state" / "history.sqlite3")
+    log = daemon.log()
+    assert log.count("configuration not loaded") == 1
 
 
-def test_interrupted_run_finished_soon_after_restart(bench: Bench) -> None:
+def test_interrupted_run_finished_soon_after_restart(daemon: DaemonProcess) -> None:
+    bench = daemon.bench
     store = HistoryStore(bench.tmp / "state" / "history.sqlite3")
     run_id = store.start_run("schedule")
     store.finish_run(run_id, "interrupted", counts={}, summary={}, error="the service stopped")
     store.close()
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    config = write_daemon_config(bench, socket_path, enabled=True, interval="24h", catch_up_delay="1s")
-    daemon = DaemonProcess(bench, config, socket_path, notify, bench.tmp / "daemon.log")
-    try:
-        daemon.start()
-        assert daemon.call("status")["next_run_at"] <= time.time() + 2
-    finally:
-        daemon.stop()
-        notify.close()
+    write_daemon_config(bench, daemon.socket_path, enabled=True, interval="24h", catch_up_delay="1s")
+    daemon.start()
+    assert daemon.call("status")["next_run_at"] <= time.time() + 2

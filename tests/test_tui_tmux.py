@@ -7,13 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_support import DaemonProcess, NotifyListener, write_daemon_config
-from tests.sync_support import Bench
+from tests.daemon_support import DaemonProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 100, 30
@@ -71,19 +70,6 @@ def run_row(screen: str, run_id: int) -> str:
         if cells and cells[0] == str(run_id) and len(cells) > 1 and cells[1][:2] == "20":
             return line
     return ""
-
-
-@pytest.fixture
-def daemon(bench: Bench) -> Iterator[DaemonProcess]:
-    socket_path = bench.tmp / "d.sock"
-    notify = NotifyListener(bench.tmp / "notify.sock")
-    process = DaemonProcess(bench, write_daemon_config(bench, socket_path), socket_path, notify,
-                            bench.tmp / "daemon.log")
-    try:
-        yield process
-    finally:
-        process.stop()
-        notify.close()
 
 
 def test_sync_in_real_terminal(daemon: DaemonProcess) -> None:
