@@ -441,7 +441,7 @@ def resolve_socket_path(socket: str | None, config: str | None) -> Path:
 
 
 def _configured_language(config: str | None) -> str | None:
-    """The configuration's top-level `language`, read alone so that nothing else can fail."""
+    """Return the configuration's top-level `language`, read alone so that no other key can fail."""
     from edm_tui.config import find_config_path
 
     try:

@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    level = logging.WARNING
+    if verbosity == 1:
+        level = logging.INFO
+    elif verbosity > 1:
+        level = logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(_("interrupted"))
         return EXIT_CANCELLED
     except BrokenPipeError:
-        # The reader went away (`| head`); say nothing more on the closed pipe.
+        # The reader closed the pipe (`| head`), so nothing more is written to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 

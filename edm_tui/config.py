@@ -386,7 +386,7 @@ def searched_paths() -> list[Path]:
 
 
 def raw_setting(path: Path, section: str, key: str) -> Any:
-    """One value straight from the file, even when the rest of it is invalid; None if unreadable."""
+    """Return one value straight from the file, even when the rest is invalid, or None if unreadable."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -28,7 +28,7 @@ def language_from_environment() -> str:
 
 
 def _load_catalog(language: str) -> gettext.NullTranslations:
-    """The compiled catalog when the package build made one, else the .po compiled in memory."""
+    """Load the compiled catalog when the package build made one, else compile the .po in memory."""
     if language == "en":
         return gettext.NullTranslations()
     folder = LOCALE_DIR / language / "LC_MESSAGES"
@@ -82,14 +82,14 @@ def _babel_locale() -> str:
 
 
 def format_number(value: float | int) -> str:
-    """A number for the active language: 7,535.5 in English, 7 535,5 in Hungarian."""
+    """Format a number for the active language: 7,535.5 in English, 7 535,5 in Hungarian."""
     from babel.numbers import format_decimal
 
     return format_decimal(value, locale=_babel_locale())
 
 
 def format_datetime(stamp: float | None) -> str:
-    """A local date and time, year first in both languages (2026-12-04 03:30 / 2026. 12. 04. 3:30)."""
+    """Format a local date and time, year first in both languages (2026-12-04 03:30:00 / 2026. 12. 04. 03:30:00)."""
     if stamp is None:
         return "-"
     import datetime as dt
@@ -103,7 +103,7 @@ def format_datetime(stamp: float | None) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration in the active language's words: 3.2 s, 4 min 05 s, 2 h 10 min."""
+    """Format a duration in the active language: "19.1 s" below a minute, else "4 minutes" / "4 perc"."""
     from babel.dates import format_timedelta
 
     if seconds < 60:

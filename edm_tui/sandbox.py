@@ -38,8 +38,10 @@ def _connect(args: argparse.Namespace) -> pymysql.Connection:
 
 
 def _database_owner(args: argparse.Namespace) -> str | None:
-    """The sandbox folder that built the database; "" for a database not built by a sandbox;
-    None when the database does not exist."""
+    """Return the sandbox folder that built the database.
+
+    The result is "" for a database that no sandbox built, and None when it does not exist.
+    """
     conn = _connect(args)
     try:
         with conn.cursor() as cursor:

@@ -1,4 +1,4 @@
-"""What the command line prints about runs, plans and history."""
+"""Command-line output for runs, plans and history."""
 
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ class World:
             self.iem[row.subscriber_id] = replace(row, unsubscribed=0, bounced=0, confirmed=True)
         elif d.action is Action.UNSUBSCRIBE_IEM:
             row = self.iem_row(d.list_id, d.email)
-            assert row.unsubscribed == 0 and row.bounced == 0, "unsubscribe called on an inactive row"
+            assert row.unsubscribed == 0, "unsubscribe called on an unsubscribed row"
+            assert row.bounced == 0, "unsubscribe called on a bounced row"
             self.iem[row.subscriber_id] = replace(row, unsubscribed=now)
         elif d.action in (Action.SUBSCRIBE_MAGENTO, Action.UNSUBSCRIBE_MAGENTO):
             for sid, status in d.rows:

@@ -37,7 +37,9 @@ def test_subscribed_absent_adds() -> None:
     assert add.email == "Anna@Example.test"
     assert (add.firstname, add.lastname) == ("Anna", "Kovács")
     row = w.iem_row(1, "anna@example.test")
-    assert row is not None and row.confirmed and row.unsubscribed == 0
+    assert row is not None
+    assert row.confirmed
+    assert row.unsubscribed == 0
 
 
 def test_guest_add_sends_no_names() -> None:
@@ -274,7 +276,7 @@ def test_both_changed_newer_wins() -> None:
     row = w.iem_row(1, "both@example.test")
     w.iem[row.subscriber_id] = row.__class__(**{**_fields(row), "unsubscribed": w.now + 10})
     w.magento[1] = MagentoRow(1, "both@example.test", 1, 1, 0, 3, w.now + 20)
-    # both sides now say unsubscribed: nothing to write
+    # Both sides now show the address as unsubscribed, so there is nothing to write.
     assert actions(w.sync()) == []
 
 

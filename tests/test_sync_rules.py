@@ -26,7 +26,11 @@ def iem_view(b: Bench, list_id: int = 1) -> list[tuple[str, str, bool]]:
     """(email, active|unsubscribed|bounced, confirmed) of every row of a list."""
     rows = []
     for row in b.iem(list_id).values():
-        state = "unsubscribed" if row["unsubscribed"] else "bounced" if row["bounced"] else "active"
+        state = "active"
+        if row["unsubscribed"]:
+            state = "unsubscribed"
+        elif row["bounced"]:
+            state = "bounced"
         rows.append((row["emailaddress"], state, bool(row["confirmed"])))
     return sorted(rows)
 

@@ -139,7 +139,7 @@ class ItemRecord:
 
 class HistoryStore:
     def __init__(self, path: Path) -> None:
-        # The history holds every subscriber's address: only the service's user may read it.
+        # The history contains every subscriber's address, so only the service's user may read it.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)

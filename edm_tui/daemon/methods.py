@@ -167,7 +167,7 @@ class DaemonApi:
         return {"path": str(path), "config": _config_dict(document), "error": self.daemon.config_error}
 
     def _merged(self, changes: Any) -> tomlkit.TOMLDocument:
-        """The file's document with the changes applied; masked secrets keep their value."""
+        """Return the file's document with the changes applied. Masked secrets keep their value."""
         if not isinstance(changes, dict) or not all(isinstance(v, dict) for v in changes.values()):
             raise RpcError(INVALID_PARAMS, "config must be an object of sections, each an object of keys")
         path = self.daemon.config_path

@@ -274,7 +274,7 @@ class SyncRun:
         return self._finish(status, started=started)
 
     def _record_failed_start(self, error: str) -> None:
-        """A run that could not even connect is still recorded, so the history shows why."""
+        """Record a run that could not connect, so that the history shows why it failed."""
         if self.dry_run:
             return
         self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
@@ -378,8 +378,8 @@ class SyncRun:
 
     async def _read_magento(self) -> MagentoScan:
         assert self.magento is not None
-        # NOTE: both sides are held in memory as slotted rows for the three-way join; at a
-        # million subscribers that is a few hundred MB, the budget a later change must hold.
+        # NOTE: both sides are kept in memory as slotted rows for the three-way join. At a
+        # million subscribers that is an estimated few hundred MB, close to the 300 MB target.
         rows = []
         self.progress("read_magento", 0, None, force=True)
         async for row in self.magento.iter_rows():

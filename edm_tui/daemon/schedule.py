@@ -14,7 +14,7 @@ import random
 from edm_tui.config import ScheduleConfig
 
 def _next_local_time(after: float, hour: int, minute: int) -> float:
-    """The first moment strictly after `after` whose local time is hour:minute."""
+    """Return the first moment strictly after `after` whose local time is hour:minute."""
     moment = dt.datetime.fromtimestamp(after).astimezone()
     candidate = moment.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if candidate.timestamp() <= after:

@@ -138,7 +138,7 @@ class Daemon:
 
     @property
     def state_dir(self) -> Path:
-        """The configured state folder; with an invalid configuration, what the file says."""
+        """The configured state folder, read from the file itself when the configuration is invalid."""
         if self.config is not None:
             return self.config.storage.state_dir
         from edm_tui.config import default_state_dir, raw_setting
@@ -306,7 +306,7 @@ class Daemon:
             result = await sync.execute()
         except AlreadyRunning as error:
             active.error, error_text = error, str(error)
-            log.warning("run refused: %s", error)
+            log.warning("run not started, another run holds the lock: %s", error)
         except RunAborted as error:
             active.error, error_text = error, str(error)
             log.error("run failed: %s", error)

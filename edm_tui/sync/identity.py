@@ -1,4 +1,4 @@
-"""Who is who: identities, representative rows and the state classes of both sides."""
+"""Identities, representative rows and the state classes of both sides."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def iem_class(row: IemRow | None) -> IemClass:
 
 
 def iem_change_time(row: IemRow) -> int:
-    """The time of the IEM row's current state: unsubscribe, bounce or subscribe time."""
+    """Return the time of the IEM row's current state: unsubscribe, bounce or subscribe time."""
     if row.unsubscribed > 0:
         return row.unsubscribed
     if row.bounced > 0:
@@ -66,7 +66,7 @@ def iem_change_time(row: IemRow) -> int:
 
 
 def representative(rows: list[MagentoRow]) -> MagentoRow:
-    """The row that speaks for an identity.
+    """Return the row that represents an identity.
 
     Newest change_status_at first (NULL is oldest), then a customer's row over a guest's,
     then the highest subscriber_id.

@@ -394,7 +394,7 @@ class Reconciler:
         ]
 
     def _name_speaker(self, members: list[_Member]) -> _Member | None:
-        """The subscribed customer identity whose names stand for the group."""
+        """Return the subscribed customer identity whose names are pushed for the group."""
         if not self.options.names_enabled:
             return None
         for m in members:
@@ -483,7 +483,7 @@ class Reconciler:
         self, members: list[_Member], iem: IemRow | None, icls: IemClass, list_id: int,
         email: str, decisions: list[Decision]
     ) -> list[SyncedState]:
-        """The last synced state of each member once every decision has succeeded."""
+        """Return the last synced state of each member once every decision has succeeded."""
         iem_cls, confirmed = icls.value, bool(iem.confirmed) if iem else False
         iem_id = iem.subscriber_id if iem else None
         names: dict[Identity, tuple[str | None, str | None]] = {}
@@ -532,7 +532,7 @@ class Reconciler:
 
 
 def _without_time(state: SyncedState, last: Mapping[Identity, SyncedState]) -> SyncedState:
-    """The state as it would compare with the stored one, ignoring when it was recorded."""
+    """Return the state with the stored record time, so that only real changes compare unequal."""
     old = last.get(state.key)
     if old is None:
         return state
