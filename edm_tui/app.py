@@ -23,15 +23,15 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, ScreenError, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.command import CommandPalette
 from textual.markup import escape
 from textual.screen import Screen
+from textual.theme import ThemeProvider
 from textual.worker import Worker, WorkerState
 
 from edm_tui.client import DaemonError, DaemonUnavailable, default_socket_path
-from edm_tui.commands import DashboardCommands
+from edm_tui.commands import CommandPalette, DashboardCommands
 from edm_tui.connection import CONNECTED, UNAVAILABLE, DaemonConnection
-from edm_tui.i18n import _, set_language
+from edm_tui.i18n import N_, _, set_language
 from edm_tui.messages import ConnectionChanged, DaemonEvent
 from edm_tui.screens.dashboard import DashboardScreen
 from edm_tui.screens.help import HelpScreen, HelpSection, KeyHelp
@@ -80,16 +80,16 @@ class EdmTuiApp(App[None]):
     DEFAULT_MODE = "dashboard"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *_key_binding("s", "sync_now", _("Sync now"), "sync_now"),
-        *_key_binding("p", "plan", _("Plan"), "plan"),
-        *_key_binding("h", "history", _("History"), "history"),
-        *_key_binding("c", "config", _("Config"), "config"),
-        Binding("ctrl+r", "refresh", _("Refresh"), show=False, id="refresh"),
-        Binding("escape", "back", _("Back"), id="back"),
-        Binding("question_mark", "help", _("Help"), id="help", key_display="?"),
-        Binding("q", "request_quit", _("Quit"), id="quit"),
-        Binding("ctrl+q", "quit", _("Quit at once"), show=False, priority=True, id="quit_now"),
-        Binding("ctrl+p", "command_palette", _("Commands"), show=False, priority=True, id="command_palette"),
+        *_key_binding("s", "sync_now", N_("Sync now"), "sync_now"),
+        *_key_binding("p", "plan", N_("Plan"), "plan"),
+        *_key_binding("h", "history", N_("History"), "history"),
+        *_key_binding("c", "config", N_("Config"), "config"),
+        Binding("ctrl+r", "refresh", N_("Refresh"), show=False, id="refresh"),
+        Binding("escape", "back", N_("Back"), id="back"),
+        Binding("question_mark", "help", N_("Help"), id="help", key_display="?"),
+        Binding("q", "request_quit", N_("Quit"), id="quit"),
+        Binding("ctrl+q", "quit", N_("Quit at once"), show=False, priority=True, id="quit_now"),
+        Binding("ctrl+p", "command_palette", N_("Commands"), show=False, priority=True, id="command_palette"),
         Binding("ctrl+c", "help_quit", show=False, system=True),
     ]
 
@@ -369,7 +369,7 @@ class EdmTuiApp(App[None]):
                 target = app_keys
             else:
                 target = screen_keys
-            target.append(KeyHelp(self.get_key_display(binding), binding.description, binding.action,
+            target.append(KeyHelp(self.get_key_display(binding), _(binding.description), binding.action,
                                   enabled, reason))
         order = [binding.action for binding in self.BINDINGS if isinstance(binding, Binding)]
         app_keys.sort(key=lambda item: order.index(item.action) if item.action in order else len(order))
@@ -378,6 +378,9 @@ class EdmTuiApp(App[None]):
     def action_command_palette(self) -> None:
         if self.use_command_palette and not CommandPalette.is_open(self):
             self.push_screen(CommandPalette(id="--command-palette", placeholder=_("Search for commands…")))
+
+    def search_themes(self) -> None:
+        self.push_screen(CommandPalette(providers=[ThemeProvider], placeholder=_("Search for themes…")))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand(_("Theme"), _("Change the colour theme"), self.action_change_theme)

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from rich.align import Align
+from rich.text import Text
+from textual.command import CommandList, DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette as TextualCommandPalette
+from textual.widgets.option_list import OptionDoesNotExist
 
 from edm_tui.i18n import _
 
@@ -65,3 +69,25 @@ class DashboardCommands(Provider):
             score = max(matcher.match(command.title), matcher.match(command.action.replace("_", " ")))
             if score > 0:
                 yield Hit(score, matcher.highlight(command.title), callback, text=command.title, help=help_text)
+
+
+class CommandPalette(TextualCommandPalette):
+    """Textual's command palette with its "No matches found" line in the active language.
+
+    NOTE: Textual 8.2.8 builds that line inside a private timer callback, so this class
+    replaces its text just after the same countdown; the English line can show for one frame.
+    """
+
+    def _start_no_matches_countdown(self, search_value: str) -> None:
+        super()._start_no_matches_countdown(search_value)
+        if search_value:
+            self.set_timer(self._NO_MATCHES_COUNTDOWN + 0.05, self._translate_no_matches)
+
+    def _translate_no_matches(self) -> None:
+        try:
+            command_list = self.query_one(CommandList)
+            command_list.get_option(self._NO_MATCHES)
+        except (OptionDoesNotExist, LookupError):
+            return
+        prompt = Align.center(Text(_("No matches found"), style="not bold"))
+        command_list.replace_option_prompt(self._NO_MATCHES, prompt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gettext
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 DOMAIN = "edm_sync"
@@ -74,6 +75,73 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _translation.ngettext(singular, plural, n)
 
 
+def N_(message: str) -> str:
+    """Mark a message for the catalog without translating it yet.
+
+    Texts made when a class is created (key descriptions, tooltips) are kept in English this
+    way and translated where they are shown, so a language set later from the config applies.
+    """
+    return message
+
+
+class Translatable:
+    """A message with its parameters, translated only when it is shown.
+
+    The daemon sends these over its socket as `{"msgid": ..., "params": {...}}` next to the
+    English text, so each client shows them in its own language. Parameter values may be
+    Translatable themselves.
+    """
+
+    __slots__ = ("msgid", "params")
+
+    def __init__(self, msgid: str, **params: object) -> None:
+        self.msgid = msgid
+        self.params = params
+
+    def __str__(self) -> str:
+        """Return the message in the active language."""
+        return _format(_(self.msgid), {k: str(v) if isinstance(v, Translatable) else v for k, v in self.params.items()},
+                       self.english)
+
+    def __repr__(self) -> str:
+        return f"Translatable({self.msgid!r}, **{self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Translatable) and (self.msgid, self.params) == (other.msgid, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.msgid)
+
+    def english(self) -> str:
+        """Return the message in English, whatever the active language is."""
+        return self.msgid.format(**{k: v.english() if isinstance(v, Translatable) else v
+                                    for k, v in self.params.items()})
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the JSON form sent over the socket."""
+        return {"msgid": self.msgid,
+                "params": {k: v.as_dict() if isinstance(v, Translatable) else v for k, v in self.params.items()}}
+
+
+def _format(template: str, params: dict[str, object], fallback: Callable[[], str]) -> str:
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return fallback()  # a translation with a broken placeholder shows the English text
+
+
+def translate_message(data: object, english: str = "") -> str:
+    """Show a message the daemon sent as `{"msgid", "params"}` in the active language.
+
+    Anything else (an older daemon, plain text) is returned as `english` or as text.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("msgid"), str):
+        return english or ("" if data is None else str(data))
+    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    shown = {k: translate_message(v, str(v)) if isinstance(v, dict) else v for k, v in params.items()}
+    return _format(_(data["msgid"]), shown, lambda: english or data["msgid"])
+
+
 set_language()
 
 
@@ -81,7 +149,7 @@ def _babel_locale() -> str:
     return "hu_HU" if _language == "hu" else "en_GB"
 
 
-def format_number(value: float | int) -> str:
+def format_number(value: float) -> str:
     """Format a number for the active language: 7,535.5 in English, 7 535,5 in Hungarian."""
     from babel.numbers import format_decimal
 

@@ -9,12 +9,13 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import CONNECTED, CONNECTING
 from edm_tui.i18n import _
 from edm_tui.messages import ConnectionChanged, DaemonEvent
+from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.labels import (
     STATUS_LOOK,
     counts_line,

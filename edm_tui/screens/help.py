@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from edm_tui.i18n import _
+from edm_tui.i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class HelpScreen(ModalScreen[None]):
     """Lists keys by section; escape, q or ? closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "close", _("Close"), id="help_close"),
+        Binding("escape,q,question_mark", "close", N_("Close"), id="help_close"),
     ]
 
     def __init__(self, sections: list[HelpSection], notes: list[str] | None = None) -> None:

@@ -15,16 +15,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.daemon.history import RUN_STATUSES, TRIGGERS
 from edm_tui.export import export_runs
-from edm_tui.i18n import _, ngettext
+from edm_tui.i18n import N_, _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
 from edm_tui.screens.run_detail import RunDetailScreen
 from edm_tui.widgets.filter_bar import FilterBar
+from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.record_grid import Record, RecordGrid
 from edm_tui.widgets.run_table import RunTable, run_columns
@@ -91,7 +92,7 @@ class HistoryScreen(PagedGridScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = grid_bindings(
         filter_id="history.filter", export_id="history.export",
-        extra=(Binding("enter", "open_run", _("Open"), id="history.open"),),
+        extra=(Binding("enter", "open_run", N_("Open"), id="history.open"),),
     )
 
     AUTO_FOCUS = "#runs"

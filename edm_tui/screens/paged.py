@@ -22,7 +22,7 @@ from textual.worker import Worker
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import CONNECTED
-from edm_tui.i18n import _
+from edm_tui.i18n import N_, _
 from edm_tui.messages import ConnectionChanged
 from edm_tui.widgets.filter_bar import FilterBar
 from edm_tui.widgets.paged_table import PagedTable
@@ -46,11 +46,11 @@ class GridFilter(Protocol):
 def grid_bindings(*, filter_id: str, export_id: str, extra: tuple[BindingType, ...] = ()) -> list[BindingType]:
     """Return the key bindings of a paged-grid screen, with `extra` between Filter and Export in the footer."""
     return [
-        Binding("slash", "toggle_filter", _("Filter"), id=filter_id, key_display="/"),
+        Binding("slash", "toggle_filter", N_("Filter"), id=filter_id, key_display="/"),
         *extra,
-        Binding("e", "export", _("Export"), id=export_id),
-        Binding("ctrl+r", "reload", _("Refresh"), id="refresh"),
-        Binding("escape", "back", _("Back"), id="back"),
+        Binding("e", "export", N_("Export"), id=export_id),
+        Binding("ctrl+r", "reload", N_("Refresh"), id="refresh", show=False),
+        Binding("escape", "back", N_("Back"), id="back"),
     ]
 
 

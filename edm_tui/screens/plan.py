@@ -17,15 +17,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, LoadingIndicator, Static
+from textual.widgets import DataTable, Label, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import DaemonConnection
-from edm_tui.i18n import _, ngettext
+from edm_tui.i18n import N_, _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.summary import action_label, reason_word
 from edm_tui.sync.model import Action
+from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.lifecycle import is_closing
 
 log = logging.getLogger("edm_sync.tui")
@@ -90,13 +91,14 @@ class PlanScreen(Screen[None]):
         & #plan-failed-lines { height: auto; }
         & .-none { display: none; }
         & #plan-summary { color: $text-muted; margin: 1 0 0 0; }
+        & Label { width: 1fr; }
     }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+r", "replan", _("Plan again"), id="plan.refresh",
-                tooltip=_("Read Magento and IEM again and show what a run would change")),
-        Binding("escape", "back", _("Back"), id="plan.back", tooltip=_("Leave the plan")),
+        Binding("ctrl+r", "replan", N_("Plan again"), id="plan.refresh",
+                tooltip=N_("Read Magento and IEM again and show what a run would change")),
+        Binding("escape", "back", N_("Back"), id="plan.back", tooltip=N_("Leave the plan")),
     ]
 
     def __init__(self) -> None:

@@ -16,7 +16,7 @@ from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widget import Widget
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.export import export_items
@@ -26,6 +26,7 @@ from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
 from edm_tui.summary import action_label, reason_word
 from edm_tui.sync.model import Action
 from edm_tui.widgets.filter_bar import FilterBar
+from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.record_grid import Record, RecordGrid
 from edm_tui.widgets.run_table import (

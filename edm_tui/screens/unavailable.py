@@ -12,11 +12,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from edm_tui.connection import UNAVAILABLE
 from edm_tui.i18n import _
 from edm_tui.messages import ConnectionChanged
+from edm_tui.widgets.footer import Footer
 
 
 def start_commands() -> list[tuple[str, str]]:

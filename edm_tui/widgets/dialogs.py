@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from edm_tui.i18n import _
+from edm_tui.i18n import N_, _
 
 # Results of BrakeOverrideDialog.
 OVERRIDE_ONCE = "override"
@@ -25,7 +25,7 @@ class BrakeOverrideDialog(ModalScreen[str | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss_none", _("Cancel"), id="dialog_cancel"),
+        Binding("escape", "dismiss_none", N_("Cancel"), id="dialog_cancel"),
     ]
 
     def __init__(self, run_id: int | None, reason: str) -> None:
@@ -60,8 +60,8 @@ class QuitDialog(ModalScreen[bool]):
     """A confirmation to quit while a run is in progress, which goes on in the daemon."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "stay", _("Stay"), id="dialog_stay"),
-        Binding("q", "quit_now", _("Quit"), id="dialog_quit"),
+        Binding("escape", "stay", N_("Stay"), id="dialog_stay"),
+        Binding("q", "quit_now", N_("Quit"), id="dialog_quit"),
     ]
 
     def __init__(self, run_id: int | None) -> None:

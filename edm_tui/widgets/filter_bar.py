@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widget import Widget
 
-from edm_tui.i18n import _
+from edm_tui.i18n import N_
 
 
 class FilterBar(Horizontal):
@@ -21,7 +21,7 @@ class FilterBar(Horizontal):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", _("Close filter"), id="filter.close"),
+        Binding("escape", "close", N_("Close filter"), id="filter.close"),
     ]
 
     DEFAULT_CSS = """

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widgets import DataTable
 
-from edm_tui.i18n import _
+from edm_tui.i18n import N_, _
 from edm_tui.widgets.labels import (
     changes_summary,
     format_time,
@@ -25,7 +25,7 @@ class RunsTable(DataTable):
     """Runs as returned by the daemon's `runs` method, newest first. Enter opens the selected one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", _("Open run"), id="open_run"),
+        Binding("enter", "select_cursor", N_("Open run"), id="open_run"),
     ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
