@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 from edm_tui.client import DaemonError, DaemonUnavailable, default_socket_path
 from edm_tui.commands import CommandPalette, DashboardCommands
 from edm_tui.connection import CONNECTED, UNAVAILABLE, DaemonConnection
-from edm_tui.i18n import N_, _, set_language
+from edm_tui.i18n import N_, _, set_language, translate_argparse
 from edm_tui.messages import ConnectionChanged, DaemonEvent
 from edm_tui.screens.dashboard import DashboardScreen
 from edm_tui.screens.help import HelpScreen, HelpSection, KeyHelp
@@ -457,6 +457,7 @@ def _configured_language(config: str | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     set_language()
+    translate_argparse()
     args = build_parser().parse_args(argv)
     set_language(_configured_language(args.config))
     app = EdmTuiApp(resolve_socket_path(args.socket, args.config))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
 from edm_tui.config import Config
-from edm_tui.i18n import _
+from edm_tui.i18n import Translatable
 from edm_tui.interspire.client import IemClient
 from edm_tui.interspire.errors import IemAuthError, IemError
 from edm_tui.magento.db import MagentoDatabase
@@ -15,14 +16,46 @@ from edm_tui.magento.errors import MagentoError
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
+    """One checked part. `str()` of the texts gives the active language."""
+
     code: str  # stable id for scripts and the dashboard
     ok: bool
-    title: str
-    detail: str
-    fix: str = ""
+    title: Translatable
+    detail: Translatable | str  # a plain string is data (a URL, an error text), shown as it is
+    fix: Translatable | str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "ok": self.ok, "title": self.title, "detail": self.detail, "fix": self.fix}
+        """Return the socket form: English texts, and the messages for clients to translate."""
+        texts = {"title": self.title, "detail": self.detail, "fix": self.fix}
+        result: dict[str, Any] = {"code": self.code, "ok": self.ok}
+        for name, text in texts.items():
+            result[name] = text.english() if isinstance(text, Translatable) else text
+        result["messages"] = {
+            name: text.as_dict() for name, text in texts.items() if isinstance(text, Translatable)
+        }
+        return result
+
+
+def is_certificate_failure(error: BaseException) -> bool:
+    """Check whether `error` or an exception in its cause chain is a failed TLS certificate check."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def certificate_fix(url: str) -> Translatable:
+    """Return what to do when the TLS certificate of the IEM server at `url` cannot be verified."""
+    return Translatable(
+        "the TLS certificate of {url} could not be verified (interspire.verify_tls is true); give the "
+        "IEM server a certificate that a trusted certificate authority signed, or, for a test server "
+        "only, set interspire.verify_tls = false",
+        url=url,
+    )
 
 
 async def run_checks(config: Config) -> list[CheckResult]:
@@ -34,44 +67,82 @@ async def run_checks(config: Config) -> list[CheckResult]:
 async def _check_iem(config: Config) -> list[CheckResult]:
     i = config.interspire
     results: list[CheckResult] = []
-    title_url = _("IEM reachable")
-    title_token = _("IEM token valid")
+    title_url = Translatable("IEM reachable")
+    title_token = Translatable("IEM token valid")
 
-    async with IemClient(i.url, i.username, i.token, timeout=min(i.timeout, 30.0), retries=0,
-                         verify=i.verify_tls) as client:
+    async with IemClient(
+        i.url, i.username, i.token, timeout=min(i.timeout, 30.0), retries=0, verify=i.verify_tls
+    ) as client:
         try:
             user = await client.test_token()
         except IemAuthError:
             results.append(CheckResult("iem_url", True, title_url, i.url))
-            results.append(CheckResult(
-                "iem_token", False, title_token, _("IEM refused user {user} with this token").format(user=i.username),
-                _("copy the XML username and token from IEM's user settings (Advanced User Settings) "
-                  "into interspire.username and interspire.token")))
+            results.append(
+                CheckResult(
+                    "iem_token",
+                    False,
+                    title_token,
+                    Translatable("IEM refused user {user} with this token", user=i.username),
+                    Translatable(
+                        "copy the XML username and token from IEM's user settings (Advanced User Settings) "
+                        "into interspire.username and interspire.token"
+                    ),
+                )
+            )
             return results
         except IemError as error:
-            results.append(CheckResult(
-                "iem_url", False, title_url, f"{i.url}: {error}",
-                _("check interspire.url: it must be the XML path shown in IEM's user settings, ending in xml.php")))
+            if is_certificate_failure(error):
+                fix = certificate_fix(i.url)
+            else:
+                fix = Translatable(
+                    "check interspire.url: it must be the XML path shown in IEM's user settings, "
+                    "ending in xml.php"
+                )
+            results.append(CheckResult("iem_url", False, title_url, f"{i.url}: {error}", fix))
             return results
 
         results.append(CheckResult("iem_url", True, title_url, i.url))
-        results.append(CheckResult("iem_token", True, title_token,
-                                   _("user {user} (id {userid})").format(user=user.get("username", i.username),
-                                                                         userid=user.get("userid", "?"))))
+        results.append(
+            CheckResult(
+                "iem_token",
+                True,
+                title_token,
+                Translatable(
+                    "user {user} (id {userid})",
+                    user=user.get("username", i.username),
+                    userid=user.get("userid", "?"),
+                ),
+            )
+        )
 
         lists = {item.listid: item for item in await client.get_lists()}
         for list_id in sorted({i.list_id, *i.website_lists.values()}):
             if list_id in lists:
-                results.append(CheckResult(
-                    f"iem_list_{list_id}", True, _("IEM list {list_id}").format(list_id=list_id),
-                    _("{name}, {count} subscribers").format(name=lists[list_id].name,
-                                                           count=lists[list_id].subscribecount)))
+                results.append(
+                    CheckResult(
+                        f"iem_list_{list_id}",
+                        True,
+                        Translatable("IEM list {list_id}", list_id=list_id),
+                        Translatable(
+                            "{name}, {count} subscribers",
+                            name=lists[list_id].name,
+                            count=lists[list_id].subscribecount,
+                        ),
+                    )
+                )
             else:
-                known = ", ".join(f"{k} ({v.name})" for k, v in sorted(lists.items())) or _("none")
-                results.append(CheckResult(
-                    f"iem_list_{list_id}", False, _("IEM list {list_id}").format(list_id=list_id),
-                    _("not found among the lists this user can see: {known}").format(known=known),
-                    _("set interspire.list_id (or the interspire.website_lists entry) to one of those ids")))
+                known = ", ".join(f"{k} ({v.name})" for k, v in sorted(lists.items())) or Translatable("none")
+                results.append(
+                    CheckResult(
+                        f"iem_list_{list_id}",
+                        False,
+                        Translatable("IEM list {list_id}", list_id=list_id),
+                        Translatable("not found among the lists this user can see: {known}", known=known),
+                        Translatable(
+                            "set interspire.list_id (or the interspire.website_lists entry) to one of those ids"
+                        ),
+                    )
+                )
 
         fields_wanted = {"firstname_field_id": i.firstname_field_id, "lastname_field_id": i.lastname_field_id}
         if any(fields_wanted.values()):
@@ -79,57 +150,121 @@ async def _check_iem(config: Config) -> list[CheckResult]:
             for key, field_id in fields_wanted.items():
                 if not field_id:
                     continue
-                title = _("IEM custom field {key}").format(key=key)
+                title = Translatable("IEM custom field {key}", key=key)
                 if field_id in fields:
-                    results.append(CheckResult(f"iem_{key}", True, title,
-                                               f"{field_id}: {fields[field_id].name}"))
+                    results.append(
+                        CheckResult(f"iem_{key}", True, title, f"{field_id}: {fields[field_id].name}")
+                    )
                 else:
-                    known = ", ".join(f"{k} ({v.name})" for k, v in sorted(fields.items())) or _("none")
-                    results.append(CheckResult(
-                        f"iem_{key}", False, title,
-                        _("field {field_id} not found; the list's fields are: {known}").format(
-                            field_id=field_id, known=known),
-                        _("set interspire.{key} to one of those ids").format(key=key)))
+                    known = ", ".join(f"{k} ({v.name})" for k, v in sorted(fields.items())) or Translatable(
+                        "none"
+                    )
+                    results.append(
+                        CheckResult(
+                            f"iem_{key}",
+                            False,
+                            title,
+                            Translatable(
+                                "field {field_id} not found; the list's fields are: {known}",
+                                field_id=field_id,
+                                known=known,
+                            ),
+                            Translatable("set interspire.{key} to one of those ids", key=key),
+                        )
+                    )
     return results
 
 
 async def _check_magento(config: Config) -> list[CheckResult]:
     m = config.magento
-    title = _("Magento database reachable")
+    title = Translatable("Magento database reachable")
     where = m.unix_socket or f"{m.host}:{m.port}"
     try:
-        db = await MagentoDatabase.connect(host=m.host, port=m.port, user=m.user, password=m.password,
-                                           database=m.database, unix_socket=m.unix_socket,
-                                           table_prefix=m.table_prefix)
+        db = await MagentoDatabase.connect(
+            host=m.host,
+            port=m.port,
+            user=m.user,
+            password=m.password,
+            database=m.database,
+            unix_socket=m.unix_socket,
+            table_prefix=m.table_prefix,
+        )
     except MagentoError as error:
-        return [CheckResult("magento_connect", False, title, str(error),
-                            _("check the [magento] host, port, user, password and database"))]
+        return [
+            CheckResult(
+                "magento_connect",
+                False,
+                title,
+                str(error),
+                Translatable("check the [magento] host, port, user, password and database"),
+            )
+        ]
 
-    results = [CheckResult("magento_connect", True, title,
-                           _("{database} on {where}, {server}").format(database=m.database, where=where,
-                                                                       server=await db.server_info()))]
+    results = [
+        CheckResult(
+            "magento_connect",
+            True,
+            title,
+            Translatable(
+                "{database} on {where}, {server}",
+                database=m.database,
+                where=where,
+                server=await db.server_info(),
+            ),
+        )
+    ]
     try:
         missing = await db.check_tables()
-        prefix_note = _("with prefix '{prefix}'").format(prefix=m.table_prefix) if m.table_prefix else _("no prefix")
+        prefix_note = (
+            Translatable("with prefix '{prefix}'", prefix=m.table_prefix)
+            if m.table_prefix
+            else Translatable("no prefix")
+        )
         if missing:
-            results.append(CheckResult(
-                "magento_tables", False, _("Magento tables"),
-                _("missing ({note}): {tables}").format(note=prefix_note, tables=", ".join(missing)),
-                _("set magento.table_prefix to db/table_prefix of app/etc/env.php, and magento.database "
-                  "to the shop's database")))
+            results.append(
+                CheckResult(
+                    "magento_tables",
+                    False,
+                    Translatable("Magento tables"),
+                    Translatable("missing ({note}): {tables}", note=prefix_note, tables=", ".join(missing)),
+                    Translatable(
+                        "set magento.table_prefix to db/table_prefix of app/etc/env.php, and magento.database "
+                        "to the shop's database"
+                    ),
+                )
+            )
             return results
-        results.append(CheckResult("magento_tables", True, _("Magento tables"),
-                                   _("all present ({note})").format(note=prefix_note)))
+        results.append(
+            CheckResult(
+                "magento_tables",
+                True,
+                Translatable("Magento tables"),
+                Translatable("all present ({note})", note=prefix_note),
+            )
+        )
 
         missing_rights = await db.check_write_rights()
         if missing_rights:
-            results.append(CheckResult(
-                "magento_rights", False, _("Rights to update newsletter_subscriber"),
-                _("missing: {rights}").format(rights=", ".join(missing_rights)),
-                _("grant them, e.g. GRANT SELECT, INSERT, UPDATE ON shop.newsletter_subscriber TO 'user'@'host'")))
+            results.append(
+                CheckResult(
+                    "magento_rights",
+                    False,
+                    Translatable("Rights to update newsletter_subscriber"),
+                    Translatable("missing: {rights}", rights=", ".join(missing_rights)),
+                    Translatable(
+                        "grant them, e.g. GRANT SELECT, INSERT, UPDATE ON shop.newsletter_subscriber TO 'user'@'host'"
+                    ),
+                )
+            )
         else:
-            results.append(CheckResult("magento_rights", True, _("Rights to update newsletter_subscriber"),
-                                       _("SELECT, INSERT, UPDATE and queue-link DELETE granted")))
+            results.append(
+                CheckResult(
+                    "magento_rights",
+                    True,
+                    Translatable("Rights to update newsletter_subscriber"),
+                    Translatable("SELECT, INSERT, UPDATE and queue-link DELETE granted"),
+                )
+            )
     finally:
         await db.close()
     return results

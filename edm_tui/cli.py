@@ -15,7 +15,7 @@ from typing import Any
 
 from edm_tui import __version__
 from edm_tui.config import Config, ConfigError, find_config_path, load_config
-from edm_tui.i18n import _, set_language
+from edm_tui.i18n import _, set_language, translate_argparse
 
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1  # finished with failed items, or stopped by the safety brake
@@ -123,15 +123,32 @@ def _setup_logging(verbosity: int) -> None:
         level = logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edm_tui.daemon.logs import secret_filter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(secret_filter)
 
 
 def _error(message: str) -> None:
     print(_("error: {message}").format(message=message), file=sys.stderr)
 
 
+def _run_aborted(error: Exception, config: Config) -> None:
+    """Print why a run could not start, and the fix when IEM's TLS certificate failed the check."""
+    from edm_tui.checks import certificate_fix, is_certificate_failure
+
+    _error(str(error))
+    if is_certificate_failure(error):
+        _error(certificate_fix(config.interspire.url))
+
+
 def _load(args: argparse.Namespace) -> Config:
     given = getattr(args, "config", None) or os.environ.get("EDM_SYNC_CONFIG")
     config = load_config(find_config_path(getattr(args, "config", None)), searched=not given)
+    from edm_tui.daemon.logs import add_secret
+
+    add_secret(config.interspire.token)
+    add_secret(config.magento.password)
     for warning in config.warnings:
         print(_("warning: {message}").format(message=warning), file=sys.stderr)
     return config
@@ -139,6 +156,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     set_language()
+    translate_argparse()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "daemon":  # the daemon sets up its own, journal-aware logging
@@ -208,7 +226,7 @@ def _cmd_sync(args: argparse.Namespace, config: Config) -> int:
         _error(_("already running: {reason}; nothing was changed").format(reason=error))
         return EXIT_ALREADY_RUNNING
     except RunAborted as error:
-        _error(str(error))
+        _run_aborted(error, config)
         return EXIT_CONFIG
 
     if args.json:
@@ -232,7 +250,7 @@ def _cmd_plan(args: argparse.Namespace, config: Config) -> int:
     try:
         result = asyncio.run(go())
     except RunAborted as error:
-        _error(str(error))
+        _run_aborted(error, config)
         return EXIT_CONFIG
     if result.status == "failed":
         _error(result.error or "")
@@ -293,6 +311,9 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     from edm_tui.daemon.rpc import SocketSetupError
     from edm_tui.daemon.service import Daemon
 
+    # The daemon's socket replies and history are in English whatever the locale; each client
+    # translates them into its own language.
+    set_language("en")
     verbosity = getattr(args, "verbose", 0) or 0
     setup_logging(logging.DEBUG if verbosity > 1 else logging.INFO)
     socket_path = Path(args.socket) if getattr(args, "socket", None) else None

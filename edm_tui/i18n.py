@@ -84,6 +84,45 @@ def N_(message: str) -> str:
     return message
 
 
+# argparse's own texts that reach the user of `edm-sync` and `edm-tui` (Python 3.11's wording),
+# listed so the catalog has them; `translate_argparse()` routes argparse through the catalog.
+ARGPARSE_MESSAGES = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("show program's version number and exit"),
+    N_("%(prog)s: error: %(message)s\n"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("unrecognized arguments: %s"),
+    N_("the following arguments are required: %s"),
+    N_("one of the arguments %s is required"),
+    N_("not allowed with argument %s"),
+    N_("ignored explicit argument %r"),
+    N_("expected one argument"),
+    N_("expected at most one argument"),
+    N_("expected at least one argument"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("unknown parser %(parser_name)r (choices: %(choices)s)"),
+    N_("can't open '%(filename)s': %(error)s"),
+)
+
+
+def translate_argparse() -> None:
+    """Make argparse's own texts (usage, section titles, its errors) follow the active language.
+
+    argparse looks up `_` and `ngettext` in its module namespace at each call, so replacing
+    them there is enough; parsers built afterwards get translated section titles.
+    """
+    import argparse
+
+    argparse._ = _  # type: ignore[attr-defined]
+    argparse.ngettext = ngettext  # type: ignore[attr-defined]
+    # NOTE: "expected %s argument(s)" is an ngettext pair in argparse and is left in English.
+
+
 class Translatable:
     """A message with its parameters, translated only when it is shown.
 

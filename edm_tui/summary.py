@@ -56,6 +56,42 @@ def status_label(status: str) -> str:
     return labels.get(status, status)
 
 
+def trigger_label(trigger: str) -> str:
+    """Return what started a run, in words. Unknown codes are returned unchanged."""
+    labels = {
+        "schedule": _("schedule"),
+        "manual": _("manual"),
+        "cli": _("command line"),
+    }
+    return labels.get(trigger, trigger)
+
+
+def outcome_label(outcome: str) -> str:
+    """Return the outcome of one item in words. Unknown codes are returned unchanged."""
+    words = {
+        "succeeded": _("succeeded"),
+        "failed": _("failed"),
+        "skipped": _("skipped"),
+        "pending": _("pending"),
+        "interrupted": _("interrupted"),
+    }
+    return words.get(outcome, outcome)
+
+
+def _table_lines(rows: list[tuple[str, ...]], right_aligned: set[int]) -> list[str]:
+    """Return rows (the first is the heading) as lines, in columns as wide as their longest value.
+
+    The widths follow the text, so longer Hungarian words keep the columns aligned.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(width) if i in right_aligned else cell.ljust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
 def _time(stamp: int | None) -> str:
     return format_datetime(stamp)
 
@@ -165,16 +201,10 @@ def print_runs(runs: list[RunRecord]) -> None:
     for run in runs:
         writes = sum(by.get("succeeded", 0) for by in run.counts.values())
         failed = sum(by.get("failed", 0) for by in run.counts.values())
-        rows.append((str(run.id), _time(run.started_at), run.trigger, status_label(run.status),
+        rows.append((str(run.id), _time(run.started_at), trigger_label(run.trigger), status_label(run.status),
                      format_number(writes), format_number(failed)))
-
-    # Columns as wide as their longest value, so longer Hungarian words keep the table aligned.
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    right_aligned = {0, 4, 5}
-    for row in [headers, *rows]:
-        cells = [cell.rjust(width) if i in right_aligned else cell.ljust(width)
-                 for i, (cell, width) in enumerate(zip(row, widths))]
-        print("  ".join(cells).rstrip())
+    for line in _table_lines([headers, *rows], right_aligned={0, 4, 5}):
+        print(line)
 
 
 def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
@@ -187,10 +217,14 @@ def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
         print("  " + _("No items: this run wrote nothing."))
         return
     headers = (_("Outcome"), _("Action"), _("Website"), _("List"), _("Tries"), _("Email"))
-    print("  {:11} {:20} {:>7} {:>5} {:>5}  {}".format(*headers))
+    rows = [headers]
+    errors: dict[int, str] = {}
     for item in items:
-        line = (f"  {item.outcome:11} {item.action:20} {item.website_id or '-':>7} {item.list_id:>5} "
-                f"{item.attempts:>5}  {item.email}")
+        rows.append((outcome_label(item.outcome), action_label(item.action), str(item.website_id or "-"),
+                     str(item.list_id), str(item.attempts), item.email))
         if item.error_message:
-            line += f"\n{'':14}{item.error_class}: {item.error_message}"
-        print(line)
+            errors[len(rows) - 1] = f"{item.error_class}: {item.error_message}"
+    for index, line in enumerate(_table_lines(rows, right_aligned={2, 3, 4})):
+        print("  " + line)
+        if index in errors:
+            print("    " + errors[index])

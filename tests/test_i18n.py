@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gettext
+import io
 import os
+import shutil
 import string
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +21,12 @@ from babel.messages.pofile import read_po
 from edm_tui import i18n
 from edm_tui.interspire.errors import IemRejected, classify_failure
 from edm_tui.magento.errors import ConnectionTarget, MagentoSchemaError, translate_error
+from tests.sync_support import Bench
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_PATH = ROOT / "edm_tui" / "locale" / "hu" / "LC_MESSAGES" / "edm_sync.po"
 PYBABEL = Path(sys.executable).with_name("pybabel")
+T1 = 1_700_000_000
 
 
 def _msgid(message: Message) -> str:
@@ -51,7 +57,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
     """The template as extracted from the sources right now, not the committed .pot."""
     output = tmp_path_factory.mktemp("i18n") / "edm_sync.pot"
     done = subprocess.run(
-        [str(PYBABEL), "extract", "-F", "babel.cfg", "-k", "_", "-k", "ngettext:1,2", "--no-location",
+        [str(PYBABEL), "extract", "-F", "babel.cfg", "-k", "_", "-k", "N_", "-k", "Translatable",
+         "-k", "ngettext:1,2", "--no-location",
          "--sort-output", "-o", str(output), "."],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
@@ -220,3 +227,85 @@ def test_cli_history_empty_english(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     history = tmp_path / "state" / "history.sqlite3"
     assert done.stdout == f"No runs yet: {history} does not exist. Run `edm-sync sync` first.\n"
+
+
+def test_cli_sync_hungarian(bench: Bench) -> None:
+    subscriber_id = bench.add_row("hu@example.test", 1, T1)
+    config = bench.write_config(bench.tmp / "config.toml")
+    done = edm("--config", str(config), "sync", lang="hu_HU.UTF-8")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("1. futás: sikeres, ")
+    assert lines[0].endswith(" mp alatt")
+    assert lines[1] == "  hozzáadva az IEM-hez: 1"
+    assert lines[2] == ("  Beolvasott feliratkozók: 1 (ebből feliratkozott: 1), megerősítésre vár: 0, "
+                        "ismétlődő sorokkal: 0")
+    assert "Írás: 1/1" in done.stderr.splitlines()
+    assert list(bench.iem(1)) == ["hu@example.test"]
+    assert bench.status_of(subscriber_id) == 1
+
+
+def test_cli_check_hungarian(bench: Bench) -> None:
+    config = bench.write_config(bench.tmp / "config.toml")
+    done = edm("check", "--config", str(config), lang="hu_HU.UTF-8")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"✓ IEM elérhetősége: {bench.sim_url}"
+    assert lines[1] == "✓ IEM-token érvényessége: felhasználó: tester (azonosító: 1)"
+    assert lines[2] == "✓ IEM-lista (1): Main, 0 feliratkozó"
+    assert lines[-1] == ("✓ Jogosultság a newsletter_subscriber módosításához: SELECT, INSERT, UPDATE és "
+                         "DELETE (newsletter_queue_link) megadva")
+
+
+def test_cli_history_items_hungarian(bench: Bench) -> None:
+    bench.add_row("lista@example.test", 1, T1)
+    config = bench.write_config(bench.tmp / "config.toml")
+    assert edm("--config", str(config), "sync", lang="C").returncode == 0
+    done = edm("history", "1", "--config", str(config), lang="hu_HU.UTF-8")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("1. futás: sikeres, ")
+    assert lines[1].split() == ["Eredmény", "Művelet", "Webhely", "Lista", "Próba", "E-mail"]
+    assert lines[2].split() == ["sikeres", "hozzáadva", "az", "IEM-hez", "1", "1", "1", "lista@example.test"]
+    runs = edm("history", "--config", str(config), lang="hu_HU.UTF-8").stdout.splitlines()
+    assert runs[1].split()[-4:] == ["parancssor", "sikeres", "1", "0"]
+
+
+def test_cli_argparse_error_hungarian() -> None:
+    done = edm("history", "--limit", "x", lang="hu_HU.UTF-8")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "edm-sync history: hiba: --limit argumentum: érvénytelen int érték: 'x'"
+    assert done.stderr.startswith("használat: edm-sync history ")
+
+
+def test_cli_help_hungarian() -> None:
+    done = edm("--help", lang="hu_HU.UTF-8")
+    assert done.returncode == 0
+    assert done.stdout.startswith("használat: edm-sync ")
+    help_lines = [line for line in done.stdout.splitlines() if line.startswith("  -h, --help ")]
+    assert [line.split(maxsplit=2)[2] for line in help_lines] == ["ezt a súgót mutatja, majd kilép"]
+
+
+# --- The package build ---
+
+
+def test_wheel_ships_compiled_catalog(tmp_path: Path, catalog: Catalog) -> None:
+    """`pip wheel` compiles the .po into a .mo inside the wheel; the checkout stays without one."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".sandbox", "__pycache__", ".pytest_cache", ".hypothesis", "build", "*.egg-info", "tests"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    wheels = list((tmp_path / "dist").glob("edm_sync-*.whl"))
+    assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        compiled = wheel.read("edm_tui/locale/hu/LC_MESSAGES/edm_sync.mo")
+    translations = gettext.GNUTranslations(io.BytesIO(compiled))
+    assert translations.gettext("Sync now") == "Futtatás"
+    singles = [m for m in catalog if m.id and not isinstance(m.id, tuple) and m.string and not m.fuzzy]
+    assert all(translations.gettext(m.id) == m.string for m in singles)
+    assert not list((ROOT / "edm_tui" / "locale").rglob("*.mo"))

@@ -23,8 +23,10 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, OptionList, Select, Static
 from textual.worker import Worker, WorkerState
 
+from edm_tui.checks import CheckResult
 from edm_tui.config import ConfigError, parse_config
 from edm_tui.connection import DaemonConnection
+from edm_tui.i18n import Translatable
 from edm_tui.screens.config import ConfigScreen, UnsavedChangesScreen
 from edm_tui.screens.plan import PlanScreen
 from edm_tui.widgets.config_fields import (
@@ -73,13 +75,14 @@ FAKE_FIELDS = [
 ]
 
 FAKE_CHECK = [
-    {"code": "iem_url", "ok": True, "title": "IEM reachable", "detail": "https://mail.example.hu/xml.php",
-     "fix": ""},
-    {"code": "iem_token", "ok": True, "title": "IEM token valid", "detail": "user admin (id 1)", "fix": ""},
-    {"code": "iem_list_1", "ok": True, "title": "IEM list 1", "detail": "Main, 1200 subscribers", "fix": ""},
-    {"code": "magento_connect", "ok": False, "title": "Magento database reachable",
-     "detail": "access denied for user 'magento'",
-     "fix": "check the [magento] host, port, user, password and database"},
+    CheckResult("iem_url", True, Translatable("IEM reachable"), "https://mail.example.hu/xml.php").as_dict(),
+    CheckResult("iem_token", True, Translatable("IEM token valid"),
+                Translatable("user {user} (id {userid})", user="admin", userid=1)).as_dict(),
+    CheckResult("iem_list_1", True, Translatable("IEM list {list_id}", list_id=1),
+                Translatable("{name}, {count} subscribers", name="Main", count=1200)).as_dict(),
+    CheckResult("magento_connect", False, Translatable("Magento database reachable"),
+                "access denied for user 'magento'",
+                Translatable("check the [magento] host, port, user, password and database")).as_dict(),
 ]
 
 FAKE_PLAN = {

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
-from edm_tui.i18n import _
+from edm_tui.i18n import _, translate_message
 from edm_tui.widgets.config_fields import (
     CUSTOM_FIELD,
     INTEGER,
@@ -357,6 +357,13 @@ class WebsiteListsEditor(Vertical):
         self.post_message(ConfigForm.Edited(immediate=True))
 
 
+def _check_text(result: dict[str, Any], name: str) -> str:
+    """Return a text of a check result in the dashboard's language; the daemon sends English."""
+    messages = result.get("messages")
+    message = messages.get(name) if isinstance(messages, dict) else None
+    return translate_message(message, str(result.get(name) or ""))
+
+
 class CheckResults(Vertical):
     """The lines of the daemon's `check`: ✓ or ✗, title, detail, and the fix for a failure."""
 
@@ -391,12 +398,12 @@ class CheckResults(Vertical):
         for result in results:
             ok = bool(result.get("ok"))
             mark = Content.styled("✓", "$text-success") if ok else Content.styled("✗", "$text-error")
-            line = Content.assemble(mark, " ", Content.styled(str(result.get("title", "")), "bold"))
+            line = Content.assemble(mark, " ", Content.styled(_check_text(result, "title"), "bold"))
             if result.get("detail"):
-                line = Content.assemble(line, ": ", str(result["detail"]))
+                line = Content.assemble(line, ": ", _check_text(result, "detail"))
             lines.append(line)
             if not ok and result.get("fix"):
-                lines.append(Content.assemble("  ", Content.styled(_("Fix:"), "bold"), " ", str(result["fix"])))
+                lines.append(Content.assemble("  ", Content.styled(_("Fix:"), "bold"), " ", _check_text(result, "fix")))
         self._show_note(note)
         self.query_one(".check-lines", Static).update(Content("\n").join(lines))
         self.add_class("-shown")

@@ -15,7 +15,7 @@ from textual.content import Content
 
 from edm_tui.i18n import _, current_language
 from edm_tui.progress import phase_title
-from edm_tui.summary import action_label, status_label
+from edm_tui.summary import action_label, status_label, trigger_label  # noqa: F401 - re-exported
 from edm_tui.sync.model import Action
 
 # status -> (glyph, theme colour). Every screen takes run status glyphs from here. Each status
@@ -58,15 +58,6 @@ def short_status_label(status: str) -> str:
         "blocked": _("blocked"),
     }
     return labels.get(status) or status_label(status)
-
-
-def trigger_label(trigger: str) -> str:
-    labels = {
-        "schedule": _("schedule"),
-        "manual": _("manual"),
-        "cli": _("command line"),
-    }
-    return labels.get(trigger, trigger)
 
 
 def phase_label(phase: str) -> str:

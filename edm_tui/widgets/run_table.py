@@ -11,7 +11,7 @@ import time
 from typing import Any, ClassVar
 
 from edm_tui.i18n import _
-from edm_tui.summary import action_label
+from edm_tui.summary import action_label, outcome_label
 from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.paged_table import PagedTable
 from edm_tui.widgets.record_grid import GridColumn, Record
@@ -41,14 +41,7 @@ TONES = {
 
 
 def outcome_word(outcome: str) -> str:
-    words = {
-        "succeeded": _("succeeded"),
-        "failed": _("failed"),
-        "skipped": _("skipped"),
-        "pending": _("pending"),
-        "interrupted": _("interrupted"),
-    }
-    return words.get(outcome, outcome)
+    return outcome_label(outcome)
 
 
 def outcome_cell(outcome: str) -> str:
