@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import stat
 import tomllib
@@ -157,15 +158,23 @@ def _url(value: Any) -> str:
     return value
 
 
-def _int_range(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
+@dataclass(frozen=True)
+class IntRange:
+    """Check for a whole number from `low` to `high`, both included."""
+
+    low: int
+    high: int
+
+    def __call__(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(_("must be a whole number without quotes"))
-        if not low <= value <= high:
-            raise ValueError(_("must be between {low} and {high}").format(low=low, high=high))
+        if not self.low <= value <= self.high:
+            raise ValueError(_("must be between {low} and {high}").format(low=self.low, high=self.high))
         return value
 
-    return check
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    return IntRange(low, high)
 
 
 def _seconds(value: Any) -> float:
@@ -190,28 +199,37 @@ def _prefix(value: Any) -> str:
 
 
 def _optional_path(value: Any) -> str:
-    return _nonempty(value)
+    value = _nonempty(value)
+    if "\0" in value:
+        raise ValueError(_("must not contain a NUL character (\\0)"))
+    return value
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Longer durations make no sense for a schedule, and this keeps every time sum finite.
+MAX_DURATION = 366 * 86400.0
 
 
 def _duration(value: Any) -> float:
     """"90s", "15m", "24h", "1d" or a number of seconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(_('must be a duration such as "30m", "24h" or "1d"'))
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        text = _string(value).strip().lower()
+        text = value.strip().lower()
         unit = text[-1:] if text[-1:] in _DURATION_UNITS else "s"
         number = text[:-1] if text[-1:] in _DURATION_UNITS else text
         try:
             seconds = float(number) * _DURATION_UNITS[unit]
         except ValueError:
             raise ValueError(_('must be a duration such as "30m", "24h" or "1d"')) from None
+    if math.isnan(seconds):
+        raise ValueError(_('must be a duration such as "30m", "24h" or "1d"'))
     if seconds < 0:
         raise ValueError(_("must not be negative"))
+    if seconds > MAX_DURATION:
+        raise ValueError(_('must be at most 366 days ("366d")'))
     return seconds
 
 
@@ -225,7 +243,7 @@ def _interval(value: Any) -> float:
 def _clock(value: Any) -> tuple[int, int]:
     text = _string(value).strip()
     hour, _sep, minute = text.partition(":")
-    if not (hour.isdigit() and minute.isdigit() and len(minute) == 2
+    if not (hour.isascii() and hour.isdigit() and minute.isascii() and minute.isdigit() and len(minute) == 2
             and 0 <= int(hour) <= 23 and 0 <= int(minute) <= 59):
         raise ValueError(_('must be a local time of day as "HH:MM", e.g. "03:30"'))
     return (int(hour), int(minute))
@@ -298,18 +316,31 @@ def _unknown(name: str, known: list[str]) -> str:
 def _website_lists(value: Any, problems: list[str]) -> dict[int, int]:
     result: dict[int, int] = {}
     if not isinstance(value, dict):
-        problems.append("interspire.website_lists: " + _('must be a table like {"1" = 3, "2" = 4}'))
+        problems.append(f"interspire.website_lists = {_shown(value)}: "
+                        + _('must be a table like {"1" = 3, "2" = 4}'))
         return result
     for key, list_id in value.items():
         path = f"interspire.website_lists.{key}"
-        if not str(key).isdigit() or int(key) == 0:
-            problems.append(path + ": " + _("the key must be a Magento website id (1, 2, ...)"))
+        key_text = str(key)
+        if not (key_text.isascii() and key_text.isdigit()) or int(key_text) == 0:
+            problems.append(f"{path} = {_shown(list_id)}: " + _("the key must be a Magento website id (1, 2, ...)"))
             continue
         try:
             result[int(key)] = _positive_id(list_id)
         except ValueError as error:
-            problems.append(f"{path} = {list_id!r}: {error}")
+            problems.append(f"{path} = {_shown(list_id)}: {error}")
     return result
+
+
+def _shown(value: Any) -> str:
+    """Return repr(value) for a problem message, cut to 80 characters."""
+    text = repr(value)
+    if len(text) > _SHOWN_CHARS:
+        return text[: _SHOWN_CHARS - 3] + "..."
+    return text
+
+
+_SHOWN_CHARS = 80
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
@@ -322,7 +353,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         try:
             language = _language(data["language"])
         except ValueError as error:
-            problems.append(f"language = {data['language']!r}: {error}")
+            problems.append(f"language = {_shown(data['language'])}: {error}")
     for section, content in data.items():
         if section == "language":
             continue
@@ -330,7 +361,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             problems.append(f"[{section}]: " + _unknown(section, list(SCHEMA)))
             continue
         if not isinstance(content, dict):
-            problems.append(f"[{section}]: " + _("must be a table ([{section}] heading)").format(section=section))
+            problems.append(f"[{section}] = {_shown(content)}: "
+                            + _("must be a table ([{section}] heading)").format(section=section))
             continue
         for key, value in content.items():
             spec = SCHEMA[section].get(key)
@@ -344,7 +376,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
                 values[section][key] = spec[0](value)
             except ValueError as error:
                 secret = key in ("token", "password") and value not in ("", None)
-                shown = "********" if secret else repr(value)
+                shown = "********" if secret else _shown(value)
                 problems.append(f"{section}.{key} = {shown}: {error}")
 
     for section, keys in SCHEMA.items():
@@ -379,6 +411,15 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         language=language,
         path=path,
     )
+
+
+def tls_warnings(config: Config) -> tuple[str, ...]:
+    """Return the warning for `interspire.verify_tls = false`, or nothing when it is on."""
+    if config.interspire.verify_tls:
+        return ()
+    return (_("interspire.verify_tls is false: the TLS certificate of {url} is not checked, so a machine "
+              "on the network path can pose as IEM and read the XML token; set it to true unless this "
+              "is a test server").format(url=config.interspire.url),)
 
 
 def searched_paths() -> list[Path]:
@@ -417,7 +458,7 @@ def load_config(path: Path, *, searched: bool = False) -> Config:
               "true/false do not").format(error=error)]) from error
 
     config = parse_config(data, path)
-    warnings = []
+    warnings = list(tls_warnings(config))
     mode = path.stat().st_mode
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         warnings.append(

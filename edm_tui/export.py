@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -88,17 +89,23 @@ async def item_pages(call: Call, run_id: int, **filters: Any) -> AsyncIterator[l
             return
 
 
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def create_unique(directory: Path, stem: str) -> tuple[Path, Any]:
     """Create and open `stem`.csv in `directory`, or `stem`-2.csv and so on if it exists.
 
-    It never overwrites a file, because it takes the name with exclusive creation.
+    It never overwrites a file, because it takes the name with exclusive creation. The file
+    gets mode 0600 (less if the umask says so), like the history it is taken from, because
+    it lists subscribers' addresses.
     """
     number = 1
     while True:
         name = f"{stem}.csv" if number == 1 else f"{stem}-{number}.csv"
         path = directory / name
         try:
-            return path, open(path, "x", newline="", encoding="utf-8")
+            return path, open(path, "x", newline="", encoding="utf-8", opener=_private_opener)
         except FileExistsError:
             number += 1
 

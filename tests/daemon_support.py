@@ -69,6 +69,7 @@ class DaemonProcess:
         env.pop("WATCHDOG_USEC", None)
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
+        self.notify.drain()  # messages of an earlier process (a READY=1 after a reload) must not count
         self.notify.messages.clear()
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(

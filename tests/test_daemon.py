@@ -353,7 +353,7 @@ def test_read_only_user_refused_writes(daemon: DaemonProcess) -> None:
                        daemon={"socket": str(socket_path), "socket_group": group})
     daemon.socket_path = socket_path
 
-    def as_nobody(method: str) -> dict:
+    def as_nobody(method: str, **params: object) -> dict:
         """Calls hello and one method from a forked child that has become nobody."""
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -367,7 +367,8 @@ def test_read_only_user_refused_writes(daemon: DaemonProcess) -> None:
                 lines = sock.makefile("rb")
                 sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"hello","params":{"protocol":1,"client":"t"}}\n')
                 hello = json.loads(lines.readline())
-                sock.sendall(json.dumps({"jsonrpc": "2.0", "id": 2, "method": method}).encode() + b"\n")
+                request = {"jsonrpc": "2.0", "id": 2, "method": method, "params": params}
+                sock.sendall(json.dumps(request).encode() + b"\n")
                 answer = json.loads(lines.readline())
                 os.write(write_end, json.dumps({"hello": hello, "answer": answer}).encode())
             finally:
@@ -386,6 +387,15 @@ def test_read_only_user_refused_writes(daemon: DaemonProcess) -> None:
         assert refused["answer"]["error"]["code"] == -32001
         assert "root" in refused["answer"]["error"]["data"]["reason"]
         assert history(bench) == []
+
+        config_before = daemon.config_path.read_text()
+        refused = as_nobody("config.set", config={"interspire": {"list_id": 2}})
+        assert refused["answer"]["error"]["code"] == -32001
+        assert "root" in refused["answer"]["error"]["data"]["reason"]
+        assert daemon.config_path.read_text() == config_before
+
+        got = as_nobody("config.get")
+        assert got["answer"]["result"]["config"]["interspire"]["token"] == "********"
     finally:
         daemon.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import contextvars
@@ -28,6 +29,7 @@ from typing import TextIO
 
 REDACTED = "********"
 MIN_SECRET_LENGTH = 4  # shorter values would also mask ordinary words and numbers
+MIN_BASE64_PART = 12  # characters of a secret's base64 form that must match before it is masked
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Name of the handler that setup_logging() adds, and replaces when it is called again.
 _HANDLER_NAME = "edm_sync.stderr"
@@ -96,7 +98,28 @@ def _secret_variants(value: str) -> set[str]:
         urllib.parse.quote(value, safe=""),  # inside a URL or a form body
         urllib.parse.quote_plus(value, safe=""),
     }
-    return {variant for variant in variants if len(variant) >= MIN_SECRET_LENGTH}
+    variants = {variant for variant in variants if len(variant) >= MIN_SECRET_LENGTH}
+    return variants | _base64_variants(value)
+
+
+def _base64_variants(value: str) -> set[str]:
+    """Return the parts of the base64 encoding of `value` that are the same wherever it sits.
+
+    Inside a longer encoded value (an HTTP Basic header encodes "user:password") the encoding
+    depends on where the secret starts within a 3-byte group, and the first and last 4
+    characters also depend on the bytes around it. So each of the three alignments gives one
+    middle part, and only middle parts of at least MIN_BASE64_PART characters are kept,
+    because shorter ones could match unrelated text.
+    """
+    raw = value.encode("utf-8")
+    variants = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
+        middle = encoded[4 if offset else 0:-4]
+        if len(middle) >= MIN_BASE64_PART:
+            variants.add(middle)
+            variants.add(middle.replace("+", "-").replace("/", "_"))  # the URL-safe alphabet
+    return variants
 
 
 class SecretFilter(logging.Filter):

@@ -18,14 +18,15 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Button, Label, Static, Switch
 from textual.worker import Worker, WorkerState
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import DaemonConnection
-from edm_tui.i18n import _, ngettext
+from edm_tui.i18n import N_, _, ngettext
 from edm_tui.messages import DaemonEvent
-from edm_tui.widgets.config_form import CheckResults, ConfigForm
+from edm_tui.widgets.config_form import CheckResults, ConfigForm, SwitchField
+from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.lifecycle import is_closing
 
 log = logging.getLogger("edm_sync.tui")
@@ -86,9 +87,9 @@ class UnsavedChangesScreen(ModalScreen[str]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "choose('save')", _("Save"), id="unsaved.save"),
-        Binding("d", "choose('discard')", _("Discard"), id="unsaved.discard"),
-        Binding("escape", "choose('stay')", _("Stay"), id="unsaved.stay"),
+        Binding("s", "choose('save')", N_("Save"), id="unsaved.save"),
+        Binding("d", "choose('discard')", N_("Discard"), id="unsaved.discard"),
+        Binding("escape", "choose('stay')", N_("Stay"), id="unsaved.stay"),
     ]
 
     def __init__(self, question: str, *, can_save: bool = True) -> None:
@@ -142,12 +143,12 @@ class ConfigScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", _("Save"), id="config.save", tooltip=_("Check and save the settings")),
-        Binding("ctrl+t", "test_connection", _("Test connection"), id="config.test",
-                tooltip=_("Test the saved settings against IEM and Magento")),
-        Binding("ctrl+r", "reload", _("Reload"), id="config.reload",
-                tooltip=_("Load the settings from the daemon again")),
-        Binding("escape", "back", _("Back"), id="config.back", tooltip=_("Leave the settings")),
+        Binding("ctrl+s", "save", N_("Save"), id="config.save", tooltip=N_("Check and save the settings")),
+        Binding("ctrl+t", "test_connection", N_("Test connection"), id="config.test",
+                tooltip=N_("Test the saved settings against IEM and Magento")),
+        Binding("ctrl+r", "reload", N_("Reload"), id="config.reload",
+                tooltip=N_("Load the settings from the daemon again")),
+        Binding("escape", "back", N_("Back"), id="config.back", tooltip=N_("Leave the settings")),
     ]
 
     def __init__(self) -> None:
@@ -222,6 +223,7 @@ class ConfigScreen(Screen[None]):
         await form.load(config)
         if is_closing(self):
             return
+        self._show_tls_note()
         form.loading = False
         first_load = not self.loaded
         self.loaded = True
@@ -284,6 +286,19 @@ class ConfigScreen(Screen[None]):
             self._validate_now()
         else:
             self._validate_timer = self.set_timer(VALIDATE_DELAY, self._validate_now)
+
+    @on(Switch.Changed)
+    def _switch_changed(self, event: Switch.Changed) -> None:
+        if event.switch.parent is not None and event.switch.parent.id == "field-interspire-verify_tls":
+            self._show_tls_note()
+
+    def _show_tls_note(self) -> None:
+        """Warn beside interspire.verify_tls while it is off."""
+        field = self.form.query_one("#field-interspire-verify_tls", SwitchField)
+        note = None if field.switch.value else _(
+            "Off: the IEM server's certificate is not checked, so a machine on the network path can "
+            "pose as IEM and read the XML token. edm-sync warns about this at every start.")
+        self.form.row("interspire.verify_tls").show_note(note)
 
     @on(ConfigForm.ListChosen)
     def _list_chosen(self, event: ConfigForm.ListChosen) -> None:

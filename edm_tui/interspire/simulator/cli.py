@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help=_("random seed for fault choices and confirm codes"))
     parser.add_argument("--lists", metavar="ID:NAME,...", help=_('lists of a new state, for example "1:Newsletter,2:Other"'))
     parser.add_argument("--custom-fields", metavar="ID:NAME,...", help=_('text custom fields of a new state, for example "2:First name"'))
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help=_("serve HTTPS with this PEM certificate (needs --tls-key)"))
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help=_("the PEM private key of --tls-cert"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
         print("edm-sync simulator: " + _("cannot load the state file {path}: {error}").format(path=args.state, error=error), file=sys.stderr)
         return 1
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("edm-sync simulator: " + _("--tls-cert and --tls-key must be given together"), file=sys.stderr)
+        return 2
     try:
-        server = SimulatorHTTPServer(args.port, simulator)
+        server = SimulatorHTTPServer(args.port, simulator, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    except ssl.SSLError as error:
+        print("edm-sync simulator: " + _("cannot load the TLS certificate {cert} and key {key}: {error}").format(
+            cert=args.tls_cert, key=args.tls_key, error=error), file=sys.stderr)
+        return 1
     except (OSError, OverflowError) as error:
         print("edm-sync simulator: " + _("cannot listen on {host}:{port}: {error}").format(host=HOST, port=args.port, error=error), file=sys.stderr)
         return 1
@@ -88,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     simulator.start()
     thread = threading.Thread(target=server.serve_forever, name="iem-simulator", daemon=True)
     thread.start()
-    print(f"listening on http://{HOST}:{server.port}{API_PATH}", flush=True)
+    print(f"listening on {server.scheme}://{HOST}:{server.port}{API_PATH}", flush=True)
     logger.info("IEM simulator started on port %d (state file: %s)", server.port, args.state or "none")
     try:
         while not stop.wait(0.5):

@@ -4,6 +4,8 @@ Control endpoints (not part of IEM):
 
 * `GET /_sim/state`: the state JSON plus `"stats"` ({"requests", "by_method",
   "faults_injected"}) and `"log"` (the write calls IEM ran, newest last).
+* `GET /_sim/stats`: only the `"stats"` object plus `"subscribers"` (the row count), cheap
+  enough to poll while a large state is served.
 * `PUT /_sim/state`: replace the state with a state JSON object.
 * `POST /_sim/reset-stats`: clear the statistics and the log.
 * `POST /_sim/reset-auth`: forget failed logins and IP bans.
@@ -17,7 +19,9 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,19 +48,49 @@ SHUTDOWN_POLL_SECONDS = 0.01
 
 
 class SimulatorHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server bound to 127.0.0.1 that serves one Simulator."""
+    """A threading HTTP server bound to 127.0.0.1 that serves one Simulator.
+
+    With `tls_cert` and `tls_key` (PEM files) it serves HTTPS instead of HTTP.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog of 5 overflows when a client opens a pool of
+    # connections at once, and some of those connections then fail with a reset. Apache uses 511.
+    request_queue_size = 128
 
-    def __init__(self, port: int, simulator: Simulator) -> None:
+    def __init__(self, port: int, simulator: Simulator, *, tls_cert: Path | None = None,
+                 tls_key: Path | None = None) -> None:
         self.simulator = simulator
         super().__init__((HOST, port), SimulatorRequestHandler)
+        self.scheme = "http"
+        if tls_cert is not None or tls_key is not None:
+            if tls_cert is None or tls_key is None:
+                self.server_close()
+                raise ValueError("serving HTTPS needs both a certificate and a key file")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(tls_cert, tls_key)
+            except (OSError, ssl.SSLError):
+                self.server_close()
+                raise
+            # The handshake runs on the first read in the request's own thread, so a client
+            # that rejects the certificate does not hold up the accept loop.
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+            self.scheme = "https"
 
     @property
     def port(self) -> int:
         """The TCP port the server listens on."""
         return int(self.server_address[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a failed TLS handshake (a client that rejects the certificate) in one line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLError):
+            logger.debug("TLS handshake with %s failed: %s", client_address[0], error)
+            return
+        super().handle_error(request, client_address)
 
 
 class SimulatorRequestHandler(BaseHTTPRequestHandler):
@@ -93,6 +127,8 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                 self._serve_api(simulator, body)
             elif (verb, path) == ("GET", "/_sim/state"):
                 self._send_chunked(200, JSON_CONTENT_TYPE, (chunk.encode("utf-8") for chunk in simulator.state_chunks()))
+            elif (verb, path) == ("GET", "/_sim/stats"):
+                self._send_json(200, {**simulator.recorder.stats(), "subscribers": simulator.state.subscriber_count()})
             elif (verb, path) == ("PUT", "/_sim/state"):
                 self._replace_state(simulator, body)
             elif (verb, path) == ("POST", "/_sim/reset-stats"):
@@ -281,7 +317,7 @@ class SimulatorHandle:
         self.server = server
         self.simulator = server.simulator
         self._thread = thread
-        self.base = f"http://{HOST}:{server.port}"
+        self.base = f"{server.scheme}://{HOST}:{server.port}"
         self.url = self.base + API_PATH
 
     @property
@@ -315,16 +351,18 @@ class SimulatorHandle:
         self.stop()
 
 
-def start_simulator(state_path: Path | None = None, *, port: int = 0, **options: Any) -> SimulatorHandle:
+def start_simulator(state_path: Path | None = None, *, port: int = 0, tls_cert: Path | None = None,
+                    tls_key: Path | None = None, **options: Any) -> SimulatorHandle:
     """Start a simulator on 127.0.0.1 in a background thread and return its handle.
 
     `options` are those of `build_simulator`, for example `auth_delay=0`, `dialect="modern"`
-    or `faults=[{"kind": "html", "count": 1}]`.
+    or `faults=[{"kind": "html", "count": 1}]`. `tls_cert` and `tls_key` (PEM files) make it
+    serve HTTPS.
     """
     simulator = build_simulator(state_path, **options)
-    server = SimulatorHTTPServer(port, simulator)
+    server = SimulatorHTTPServer(port, simulator, tls_cert=tls_cert, tls_key=tls_key)
     simulator.start()
     thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="iem-simulator", daemon=True)
     thread.start()
-    logger.info("IEM simulator listening on http://%s:%d%s", HOST, server.port, API_PATH)
+    logger.info("IEM simulator listening on %s://%s:%d%s", server.scheme, HOST, server.port, API_PATH)
     return SimulatorHandle(server, thread)
