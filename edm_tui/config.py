@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from edm_tui.i18n import _, ngettext
+from edm_tui.i18n import Translatable, _, ngettext
 
 log = logging.getLogger("edm_sync.config")
 
@@ -26,10 +26,16 @@ ENV_CONFIG = "EDM_SYNC_CONFIG"
 
 
 class ConfigError(Exception):
-    """The configuration could not be used; `problems` lists every reason, one per key."""
+    """The configuration could not be used; `problems` lists every reason, one per key.
 
-    def __init__(self, path: Path | None, problems: list[str]) -> None:
+    `messages` holds the same problems as messages, for clients that show them in their own
+    language; `problems` is their text in the active language.
+    """
+
+    def __init__(self, path: Path | None, problems: list[Translatable | str]) -> None:
         self.path = path
+        self.messages = problems
+        problems = [str(problem) for problem in problems]
         self.problems = problems
         where = str(path) if path else _("the configuration")
         super().__init__(
@@ -137,14 +143,14 @@ def find_config_path(cli_path: str | os.PathLike[str] | None) -> Path:
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(_("must be a string in quotes"))
+        raise ValueError(Translatable("must be a string in quotes"))
     return value
 
 
 def _nonempty(value: Any) -> str:
     value = _string(value).strip()
     if not value:
-        raise ValueError(_("must not be empty"))
+        raise ValueError(Translatable("must not be empty"))
     return value
 
 
@@ -153,7 +159,7 @@ def _url(value: Any) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(
-            _("must be the full http(s) address of IEM's xml.php, e.g. https://mail.example.hu/xml.php")
+            Translatable("must be the full http(s) address of IEM's xml.php, e.g. https://mail.example.hu/xml.php")
         )
     return value
 
@@ -167,9 +173,9 @@ class IntRange:
 
     def __call__(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(_("must be a whole number without quotes"))
+            raise ValueError(Translatable("must be a whole number without quotes"))
         if not self.low <= value <= self.high:
-            raise ValueError(_("must be between {low} and {high}").format(low=self.low, high=self.high))
+            raise ValueError(Translatable("must be between {low} and {high}", low=self.low, high=self.high))
         return value
 
 
@@ -179,29 +185,29 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
 
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(_("must be a number of seconds without quotes"))
+        raise ValueError(Translatable("must be a number of seconds without quotes"))
     if not 0 < value <= 3600:
-        raise ValueError(_("must be more than 0 and at most 3600 seconds"))
+        raise ValueError(Translatable("must be more than 0 and at most 3600 seconds"))
     return float(value)
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(_("must be true or false (without quotes)"))
+        raise ValueError(Translatable("must be true or false (without quotes)"))
     return value
 
 
 def _prefix(value: Any) -> str:
     value = _string(value)
     if len(value) > 20 or not all(c.isascii() and (c.isalnum() or c == "_") for c in value):
-        raise ValueError(_("may hold only letters, digits and _ (at most 20), as in Magento's env.php"))
+        raise ValueError(Translatable("may hold only letters, digits and _ (at most 20), as in Magento's env.php"))
     return value
 
 
 def _optional_path(value: Any) -> str:
     value = _nonempty(value)
     if "\0" in value:
-        raise ValueError(_("must not contain a NUL character (\\0)"))
+        raise ValueError(Translatable("must not contain a NUL character (\\0)"))
     return value
 
 
@@ -213,7 +219,7 @@ MAX_DURATION = 366 * 86400.0
 def _duration(value: Any) -> float:
     """"90s", "15m", "24h", "1d" or a number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(_('must be a duration such as "30m", "24h" or "1d"'))
+        raise ValueError(Translatable('must be a duration such as "30m", "24h" or "1d"'))
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -223,20 +229,20 @@ def _duration(value: Any) -> float:
         try:
             seconds = float(number) * _DURATION_UNITS[unit]
         except ValueError:
-            raise ValueError(_('must be a duration such as "30m", "24h" or "1d"')) from None
+            raise ValueError(Translatable('must be a duration such as "30m", "24h" or "1d"')) from None
     if math.isnan(seconds):
-        raise ValueError(_('must be a duration such as "30m", "24h" or "1d"'))
+        raise ValueError(Translatable('must be a duration such as "30m", "24h" or "1d"'))
     if seconds < 0:
-        raise ValueError(_("must not be negative"))
+        raise ValueError(Translatable("must not be negative"))
     if seconds > MAX_DURATION:
-        raise ValueError(_('must be at most 366 days ("366d")'))
+        raise ValueError(Translatable('must be at most 366 days ("366d")'))
     return seconds
 
 
 def _interval(value: Any) -> float:
     seconds = _duration(value)
     if seconds < 1:
-        raise ValueError(_('must be at least one second ("1s"); a day is "24h"'))
+        raise ValueError(Translatable('must be at least one second ("1s"); a day is "24h"'))
     return seconds
 
 
@@ -245,14 +251,14 @@ def _clock(value: Any) -> tuple[int, int]:
     hour, _sep, minute = text.partition(":")
     if not (hour.isascii() and hour.isdigit() and minute.isascii() and minute.isdigit() and len(minute) == 2
             and 0 <= int(hour) <= 23 and 0 <= int(minute) <= 59):
-        raise ValueError(_('must be a local time of day as "HH:MM", e.g. "03:30"'))
+        raise ValueError(Translatable('must be a local time of day as "HH:MM", e.g. "03:30"'))
     return (int(hour), int(minute))
 
 
 def _language(value: Any) -> str:
     text = _string(value).strip().lower()
     if text not in ("en", "hu"):
-        raise ValueError(_('must be "en" or "hu"'))
+        raise ValueError(Translatable('must be "en" or "hu"'))
     return text
 
 
@@ -306,29 +312,42 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
 }
 
 
-def _unknown(name: str, known: list[str]) -> str:
+def _unknown(name: str, known: list[str]) -> Translatable:
     close = difflib.get_close_matches(name, known, n=1)
     if close:
-        return _("unknown key; did you mean '{name}'?").format(name=close[0])
-    return _("unknown key; known keys are: {names}").format(names=", ".join(known))
+        return Translatable("unknown key; did you mean '{name}'?", name=close[0])
+    return Translatable("unknown key; known keys are: {names}", names=", ".join(known))
 
 
-def _website_lists(value: Any, problems: list[str]) -> dict[int, int]:
+def _problem(key: str, reason: Translatable | str, value: str | None = None) -> Translatable:
+    """Return one problem of the file: the key path, the value as written (if any) and the reason."""
+    if value is None:
+        return Translatable("{key}: {reason}", key=key, reason=reason)
+    return Translatable("{key} = {value}: {reason}", key=key, value=value, reason=reason)
+
+
+def _reason(error: ValueError) -> Translatable | str:
+    """Return the reason a value check gave, as the message it raised."""
+    return error.args[0] if error.args and isinstance(error.args[0], Translatable) else str(error)
+
+
+def _website_lists(value: Any, problems: list[Translatable]) -> dict[int, int]:
     result: dict[int, int] = {}
     if not isinstance(value, dict):
-        problems.append(f"interspire.website_lists = {_shown(value)}: "
-                        + _('must be a table like {"1" = 3, "2" = 4}'))
+        problems.append(_problem("interspire.website_lists", Translatable('must be a table like {{"1" = 3, "2" = 4}}'),
+                                 _shown(value)))
         return result
     for key, list_id in value.items():
         path = f"interspire.website_lists.{key}"
         key_text = str(key)
         if not (key_text.isascii() and key_text.isdigit()) or int(key_text) == 0:
-            problems.append(f"{path} = {_shown(list_id)}: " + _("the key must be a Magento website id (1, 2, ...)"))
+            problems.append(_problem(path, Translatable("the key must be a Magento website id (1, 2, ...)"),
+                                     _shown(list_id)))
             continue
         try:
             result[int(key)] = _positive_id(list_id)
         except ValueError as error:
-            problems.append(f"{path} = {_shown(list_id)}: {error}")
+            problems.append(_problem(path, _reason(error), _shown(list_id)))
     return result
 
 
@@ -345,7 +364,7 @@ _SHOWN_CHARS = 80
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Checks every key; raises ConfigError listing every problem with its key path."""
-    problems: list[str] = []
+    problems: list[Translatable] = []
     values: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
 
     language = None
@@ -353,21 +372,21 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         try:
             language = _language(data["language"])
         except ValueError as error:
-            problems.append(f"language = {_shown(data['language'])}: {error}")
+            problems.append(_problem("language", _reason(error), _shown(data["language"])))
     for section, content in data.items():
         if section == "language":
             continue
         if section not in SCHEMA:
-            problems.append(f"[{section}]: " + _unknown(section, list(SCHEMA)))
+            problems.append(_problem(f"[{section}]", _unknown(section, list(SCHEMA))))
             continue
         if not isinstance(content, dict):
-            problems.append(f"[{section}] = {_shown(content)}: "
-                            + _("must be a table ([{section}] heading)").format(section=section))
+            problems.append(_problem(f"[{section}]", Translatable("must be a table ([{section}] heading)",
+                                                                  section=section), _shown(content)))
             continue
         for key, value in content.items():
             spec = SCHEMA[section].get(key)
             if spec is None:
-                problems.append(f"{section}.{key}: " + _unknown(key, list(SCHEMA[section])))
+                problems.append(_problem(f"{section}.{key}", _unknown(key, list(SCHEMA[section]))))
                 continue
             if key == "website_lists":
                 values[section][key] = _website_lists(value, problems)
@@ -377,18 +396,19 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             except ValueError as error:
                 secret = key in ("token", "password") and value not in ("", None)
                 shown = "********" if secret else _shown(value)
-                problems.append(f"{section}.{key} = {shown}: {error}")
+                problems.append(_problem(f"{section}.{key}", _reason(error), shown))
 
     for section, keys in SCHEMA.items():
         for key, (_check, required) in keys.items():
             if required and key not in values[section] and not any(
-                p.startswith(f"{section}.{key} ") or p.startswith(f"{section}.{key}:") for p in problems
+                problem.params.get("key") == f"{section}.{key}" for problem in problems
             ):
-                problems.append(f"{section}.{key}: " + _("missing; add it under [{section}]").format(section=section))
+                problems.append(_problem(f"{section}.{key}",
+                                         Translatable("missing; add it under [{section}]", section=section)))
 
     if "interval" in values["schedule"] and "at" in values["schedule"]:
-        problems.append("schedule.at: " + _("set either schedule.interval or schedule.at, not both; "
-                                            "remove or comment out the other one"))
+        problems.append(_problem("schedule.at", Translatable(
+            "set either schedule.interval or schedule.at, not both; remove or comment out the other one")))
     if problems:
         raise ConfigError(path, problems)
 

@@ -162,6 +162,13 @@ class Translatable:
                 "params": {k: v.as_dict() if isinstance(v, Translatable) else v for k, v in self.params.items()}}
 
 
+def message_dict(message: Translatable | str) -> dict[str, object]:
+    """Return the socket form of a message; plain text becomes a message without a catalog entry."""
+    if isinstance(message, Translatable):
+        return message.as_dict()
+    return {"msgid": "{text}", "params": {"text": message}}
+
+
 def _format(template: str, params: dict[str, object], fallback: Callable[[], str]) -> str:
     try:
         return template.format(**params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import json
 import os
 import shutil
 import string
@@ -19,6 +20,8 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from edm_tui import i18n
+from edm_tui.checks import CheckResult
+from edm_tui.config import ConfigError, parse_config
 from edm_tui.interspire.errors import IemRejected, classify_failure
 from edm_tui.magento.errors import ConnectionTarget, MagentoSchemaError, translate_error
 from tests.sync_support import Bench
@@ -150,6 +153,44 @@ def test_iem_messages_stay_untranslated(hungarian: None) -> None:
     assert empty.message == "Az IEM FAILED választ adott, üres errormessage mezővel"
     own = classify_failure("Email address is invalid", method="AddSubscriberToList")
     assert own.message == "Email address is invalid"
+
+
+# --- Messages sent by the daemon ---
+
+
+def test_config_problems_translated_by_client(hungarian: None) -> None:
+    """The daemon sends English problems with their messages; the client shows them in Hungarian."""
+    i18n.set_language("en")
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"interspire": {"url": "nope", "list_id": 0}, "magento": {"port": "x", "database": "shop"}})
+    sent = json.loads(json.dumps([i18n.message_dict(m) for m in raised.value.messages]))
+    english = raised.value.problems
+    i18n.set_language("hu")
+    shown = [i18n.translate_message(message, text) for message, text in zip(sent, english)]
+
+    assert english[0] == ("interspire.url = 'nope': must be the full http(s) address of IEM's xml.php, "
+                          "e.g. https://mail.example.hu/xml.php")
+    assert shown[0] == ("interspire.url = 'nope': az IEM xml.php fájljának teljes http(s) címét kell megadni, "
+                        "pl. https://mail.example.hu/xml.php")
+    assert "magento.port = 'x': egész számnak kell lennie, idézőjelek nélkül" in shown
+    assert "interspire.token: hiányzik; adja meg ebben a szakaszban: [interspire]" in shown
+
+
+def test_check_result_translated_by_client(hungarian: None) -> None:
+    result = CheckResult("iem_list_1", True, i18n.Translatable("IEM list {list_id}", list_id=1),
+                         i18n.Translatable("{name}, {count} subscribers", name="Main", count=12))
+    sent = json.loads(json.dumps(result.as_dict()))
+
+    assert sent["title"] == "IEM list 1"
+    assert sent["detail"] == "Main, 12 subscribers"
+    assert i18n.translate_message(sent["messages"]["title"], sent["title"]) == "IEM-lista (1)"
+    assert i18n.translate_message(sent["messages"]["detail"], sent["detail"]) == "Main, 12 feliratkozó"
+
+
+def test_untranslatable_message_falls_back_to_text(hungarian: None) -> None:
+    assert i18n.translate_message(None, "plain text") == "plain text"
+    assert i18n.translate_message({"msgid": "{text}", "params": {"text": "raw"}}, "raw") == "raw"
+    assert i18n.translate_message({"msgid": "IEM list {list_id}", "params": {}}, "IEM list 1") == "IEM list 1"
 
 
 # --- The command line as a process ---

@@ -19,6 +19,7 @@ from edm_tui.daemon.rpc import (
     RpcServer,
 )
 from edm_tui.daemon.runner import AlreadyRunning, RunAborted, SyncRun
+from edm_tui.i18n import message_dict
 
 if TYPE_CHECKING:
     from edm_tui.daemon.peers import Peer
@@ -187,22 +188,23 @@ class DaemonApi:
                     table[key] = value
         return document
 
-    def _problems(self, document: tomlkit.TOMLDocument) -> list[str]:
+    def _problems(self, document: tomlkit.TOMLDocument) -> dict[str, list[Any]]:
+        """Return the problems of a configuration: English texts, and the messages for clients to translate."""
         try:
             parse_config(document.unwrap(), self.daemon.config_path)
         except ConfigError as error:
-            return error.problems
-        return []
+            return {"problems": error.problems, "messages": [message_dict(m) for m in error.messages]}
+        return {"problems": [], "messages": []}
 
     async def config_validate(self, params: dict[str, Any], peer: Peer) -> dict[str, Any]:
-        problems = self._problems(self._merged(params.get("config", {})))
-        return {"ok": not problems, "problems": problems}
+        found = self._problems(self._merged(params.get("config", {})))
+        return {"ok": not found["problems"], **found}
 
     async def config_set(self, params: dict[str, Any], peer: Peer) -> dict[str, Any]:
         document = self._merged(params.get("config"))
-        problems = self._problems(document)
-        if problems:
-            raise RpcError(INVALID_CONFIG, "the configuration is not valid", {"problems": problems})
+        found = self._problems(document)
+        if found["problems"]:
+            raise RpcError(INVALID_CONFIG, "the configuration is not valid", found)
         write_private(self.daemon.config_path, tomlkit.dumps(document))
         await self.daemon.reload()
         return {"ok": True, "path": str(self.daemon.config_path)}

@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import DaemonConnection
-from edm_tui.i18n import N_, _, ngettext
+from edm_tui.i18n import N_, _, ngettext, translate_message
 from edm_tui.messages import DaemonEvent
 from edm_tui.widgets.config_form import CheckResults, ConfigForm, SwitchField
 from edm_tui.widgets.footer import Footer
@@ -39,10 +39,22 @@ PERMISSION_DENIED = -32001
 SAVE, DISCARD, STAY = "save", "discard", "stay"
 
 
+def translated_problems(data: Any) -> list[str]:
+    """Return the configuration problems of a daemon reply in the dashboard's language.
+
+    The daemon sends English `problems` and, in the same order, `messages` to translate.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("problems"), list):
+        return []
+    problems = [str(problem) for problem in data["problems"]]
+    messages = data.get("messages")
+    if not isinstance(messages, list) or len(messages) != len(problems):
+        return problems
+    return [translate_message(message, english) for message, english in zip(messages, problems)]
+
+
 def _problems_of(error: DaemonError) -> list[str]:
-    data = error.data if isinstance(error.data, dict) else {}
-    problems = data.get("problems")
-    return [str(problem) for problem in problems] if isinstance(problems, list) else []
+    return translated_problems(error.data)
 
 
 def _describe(error: DaemonError | DaemonUnavailable) -> str:
@@ -321,8 +333,7 @@ class ConfigScreen(Screen[None]):
             self._show_notice("problems", _("The settings could not be checked. {reason}").format(
                 reason=_describe(error)))
             return
-        problems = result.get("problems") if isinstance(result, dict) else None
-        self._show_problems(problems if isinstance(problems, list) else [], local, changes)
+        self._show_problems(translated_problems(result), local, changes)
 
     def _show_problems(self, problems: list[str], local: dict[str, str], sent: dict[str, dict[str, Any]]) -> None:
         unmatched = self.form.show_problems([str(problem) for problem in problems], local, sent)
