@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomlkit
+import tomlkit.exceptions
 
 from edm_tui.config import ConfigError, parse_config
 from edm_tui.daemon.rpc import (
@@ -47,14 +48,16 @@ def register_methods(server: RpcServer, daemon: Daemon) -> None:
     server.add_method("iem.fields", api.iem_fields)
 
 
+SQLITE_MAX_INTEGER = 2**63 - 1  # larger ids and times cannot be compared with the history's columns
+
+
 def _int(params: dict[str, Any], name: str, default: int | None = None, *, low: int = 0,
-         high: int | None = None) -> int | None:
+         high: int = SQLITE_MAX_INTEGER) -> int | None:
     value = params.get(name, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        limit = f" and at most {high}" if high is not None else ""
-        raise RpcError(INVALID_PARAMS, f"{name} must be a whole number of at least {low}{limit}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RpcError(INVALID_PARAMS, f"{name} must be a whole number of at least {low} and at most {high}")
     return value
 
 
@@ -184,8 +187,12 @@ class DaemonApi:
                     continue
                 if value is None:
                     table.pop(key, None)
-                else:
+                    continue
+                try:
                     table[key] = value
+                except tomlkit.exceptions.ConvertError:
+                    raise RpcError(INVALID_PARAMS, f"config.{section}.{key} is not a TOML value "
+                                                   "(null inside a list or table)") from None
         return document
 
     def _problems(self, document: tomlkit.TOMLDocument) -> dict[str, list[Any]]:

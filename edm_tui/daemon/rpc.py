@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,7 @@ DISCARD_TIMEOUT = 2.0  # seconds
 Handler = Callable[[dict[str, Any], Peer], Awaitable[Any]]
 
 _NO_ID = object()  # the "id" of a notification, which gets no response
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class RpcError(Exception):
@@ -324,9 +327,15 @@ class RpcServer:
             connection.send_response(error_line(None, PARSE_ERROR, "parse error: invalid UTF-8"))
             return
         try:
-            message = json.loads(text)
+            message = json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             connection.send_response(error_line(None, PARSE_ERROR, "parse error: invalid JSON"))
+            return
+        surrogate = _find_lone_surrogate(message)
+        if surrogate is not None:
+            connection.send_response(error_line(
+                None, PARSE_ERROR, f"parse error: a string contains the lone surrogate \\u{surrogate:04x}, "
+                "which is not valid Unicode"))
             return
 
         if isinstance(message, list):
@@ -488,4 +497,32 @@ async def _discard_rest_of_line(reader: asyncio.StreamReader, scanned: int) -> N
 
 
 def _is_valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool))
+    if isinstance(value, float):
+        return math.isfinite(value)  # 1e400 parses as inf, which cannot be sent back as JSON
+    return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _reject_constant(name: str) -> Any:
+    """Reject NaN, Infinity and -Infinity, which Python's json accepts but JSON does not."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _find_lone_surrogate(message: Any) -> int | None:
+    """Return the code point of the first lone surrogate in any key or string of `message`.
+
+    json.loads joins escaped surrogate pairs, so a surrogate left in a string had no partner.
+    Such a string cannot be encoded as UTF-8 for the history database or a reply.
+    """
+    pending = [message]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            match = _SURROGATE.search(value)
+            if match:
+                return ord(match.group())
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return None

@@ -15,12 +15,14 @@ from edm_tui.interspire.xmlapi import (
     DOCTYPE_MESSAGE,
     GET_SUBSCRIBERS,
     DoctypeFound,
+    check_no_surrogates,
     declared_encoding,
     describe_decode_error,
     describe_expat_error,
     describe_non_xml,
     find_document_start,
     reject_doctype,
+    shorten_repr,
     subscriber_row,
 )
 from edm_tui.sync.model import IemRow
@@ -55,8 +57,9 @@ class SubscriberStreamParser:
         self._path: list[str] = []
         self._capture = False
         self._text: list[str] = []
-        self._item: dict[str, str] | None = None
+        self._item: dict[str, Any] | None = None
         self._item_depth = -1
+        self._field_has_children = False
         self._status: str | None = None
         self._errormessage = ""
         self._saw_list = False
@@ -91,7 +94,7 @@ class SubscriberStreamParser:
                 return []
             raise classify_failure(message, method=GET_SUBSCRIBERS)
         if self._status != "SUCCESS":
-            raise IemBadResponse(f"response has an unknown status {self._status!r}")
+            raise IemBadResponse(f"response has an unknown status {shorten_repr(self._status)}")
         if not self._saw_list:
             raise IemBadResponse("GetSubscribers data has no subscriberlist")
         return self._take_rows()
@@ -138,6 +141,7 @@ class SubscriberStreamParser:
             text = self._decoder.decode(chunk, final)
         except UnicodeDecodeError as error:
             raise IemBadResponse(describe_decode_error(error, self._encoding)) from None
+        check_no_surrogates(text, self._encoding)
 
         try:
             # pyexpat parses str input as UTF-8, overriding the declared encoding.
@@ -159,6 +163,8 @@ class SubscriberStreamParser:
 
         if self._item is not None:
             self._capture = depth == self._item_depth + 1
+            if depth > self._item_depth + 1:
+                self._field_has_children = True
         elif name == "item" and self._is_list_item_position(depth):
             self._item = {}
             self._item_depth = depth
@@ -190,7 +196,10 @@ class SubscriberStreamParser:
 
         if self._item is not None:
             if depth == self._item_depth + 1:
-                self._item[name] = text
+                # A field with child elements becomes {} so that subscriber_row() rejects it,
+                # as it rejects the dict that parse_response() makes of such a field.
+                self._item[name] = {} if self._field_has_children else text
+                self._field_has_children = False
             elif depth == self._item_depth:
                 self._rows.append(subscriber_row(self._item, list_id=self._list_id))
                 self._item = None

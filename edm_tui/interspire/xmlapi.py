@@ -239,6 +239,14 @@ _HTML_MARKERS = (b"<html", b"<!doctype html", b"<head", b"<body")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(rb"<[^>]*>")
 _EXCERPT_CHARS = 80
+# Decoders such as UTF-7 can produce lone surrogates, which no XML parser accepts as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# IEM envelopes nest about six elements deep, so anything far deeper is not an IEM response.
+MAX_DEPTH = 64
+# Integers in IEM responses are MySQL INT columns or Unix times, and the sync state stores
+# them in signed 64-bit SQLite columns.
+_MAX_INT_DIGITS = 19
+_MAX_INT = 2**63 - 1
 # Expat messages that mean the input ended early (the error constants are the messages).
 _TRUNCATION_ERRORS = {
     expat.errors.XML_ERROR_NO_ELEMENTS,
@@ -345,9 +353,21 @@ class _DoctypeRejectingExpat:
 
 def _decode(document: bytes, encoding: str) -> str:
     try:
-        return document.decode(encoding)
+        text = document.decode(encoding)
     except UnicodeDecodeError as error:
         raise IemBadResponse(describe_decode_error(error, encoding)) from None
+    check_no_surrogates(text, encoding)
+    return text
+
+
+def check_no_surrogates(text: str, encoding: str) -> None:
+    """Raise IemBadResponse if decoded text contains a lone surrogate."""
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        raise IemBadResponse(
+            f"response is not valid {encoding}: it decodes to the lone surrogate "
+            f"U+{ord(surrogate.group()):04X}"
+        )
 
 
 def describe_decode_error(error: UnicodeDecodeError, encoding: str) -> str:
@@ -396,7 +416,7 @@ def parse_response(body: bytes) -> Response:
 
     status = root.get("status")
     if status not in ("SUCCESS", "FAILED"):
-        raise IemBadResponse(f"response has an unknown status {status!r}")
+        raise IemBadResponse(f"response has an unknown status {shorten_repr(status)}")
     errormessage = root.get("errormessage")
     if errormessage is None:
         errormessage = ""
@@ -406,26 +426,31 @@ def parse_response(body: bytes) -> Response:
     return Response(status=status, data=_normalise(root.get("data")), errormessage=errormessage)
 
 
-def _normalise(value: Any) -> Any:
-    """Map None to "", `{item: [...]}` and `{items: {item: [...]}}` to lists, recursively."""
+def _normalise(value: Any, depth: int = 0) -> Any:
+    """Map None to "", `{item: [...]}` and `{items: {item: [...]}}` to lists, recursively.
+
+    Raises IemBadResponse when elements nest more than MAX_DEPTH levels below `<data>`.
+    """
+    if depth > MAX_DEPTH:
+        raise IemBadResponse(f"response nests elements more than {MAX_DEPTH} levels deep")
     if value is None:
         return ""
     if isinstance(value, list):
-        return [_normalise(element) for element in value]
+        return [_normalise(element, depth) for element in value]
     if not isinstance(value, dict):
         return value
 
     # Attributes ("@name" keys) carry nothing in IEM responses.
     fields = {key: element for key, element in value.items() if not key.startswith("@")}
     if set(fields) == {"item"}:
-        return _normalise(fields["item"])
+        return _normalise(fields["item"], depth + 1)
     if set(fields) == {"items"}:
         inner = fields["items"]
         if inner is None:
             return []
         if isinstance(inner, dict) and set(inner) == {"item"}:
-            return _normalise(inner["item"])
-    return {key: _normalise(element) for key, element in fields.items()}
+            return _normalise(inner["item"], depth + 2)
+    return {key: _normalise(element, depth + 1) for key, element in fields.items()}
 
 
 def _as_list(value: Any, description: str) -> list[Any]:
@@ -435,21 +460,48 @@ def _as_list(value: Any, description: str) -> list[Any]:
         return value
     if isinstance(value, dict):
         return [value]
-    raise IemBadResponse(f"{description} is {value!r}, expected a list of items")
+    raise IemBadResponse(f"{description} is {shorten_repr(value)}, expected a list of items")
 
 
 def _as_mapping(value: Any, description: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise IemBadResponse(f"{description} is {value!r}, expected child elements")
+        raise IemBadResponse(f"{description} is {shorten_repr(value)}, expected child elements")
+    return value
+
+
+def shorten_repr(value: Any) -> str:
+    """Return repr(value), cut to _EXCERPT_CHARS characters for error messages."""
+    text = repr(value)
+    if len(text) > _EXCERPT_CHARS:
+        return text[: _EXCERPT_CHARS - 3] + "..."
+    return text
+
+
+def _text(value: Any, description: str) -> str:
+    """Return an element's text; an element with child elements raises IemBadResponse."""
+    if not isinstance(value, str):
+        raise IemBadResponse(f"{description} is {shorten_repr(value)}, expected text")
     return value
 
 
 def _parse_int(text: Any, description: str) -> int:
-    if isinstance(text, str):
-        stripped = text.strip()
-        if stripped.isascii() and stripped.isdigit():
-            return int(stripped)
-    raise IemBadResponse(f"{description} is {text!r}, expected a non-negative integer")
+    number = _digits_value(text)
+    if number is None:
+        raise IemBadResponse(
+            f"{description} is {shorten_repr(text)}, expected a non-negative integer below 2**63"
+        )
+    return number
+
+
+def _digits_value(text: Any) -> int | None:
+    """Return the value of an ASCII digit string below 2**63, or None for anything else."""
+    if not isinstance(text, str):
+        return None
+    stripped = text.strip()
+    if not (stripped.isascii() and stripped.isdigit() and len(stripped) <= _MAX_INT_DIGITS):
+        return None
+    number = int(stripped)
+    return number if number <= _MAX_INT else None
 
 
 def _optional_int(text: Any, description: str) -> int:
@@ -500,7 +552,7 @@ def lists_from_response(response: Response) -> list[IemList]:
         lists.append(
             IemList(
                 listid=_parse_int(item.get("listid"), "list listid"),
-                name=str(item.get("name", "")),
+                name=_text(item.get("name", ""), "list name"),
                 subscribecount=_optional_int(item.get("subscribecount", ""), "subscribecount"),
             )
         )
@@ -519,8 +571,8 @@ def custom_fields_from_response(response: Response) -> list[IemField]:
         fields.append(
             IemField(
                 fieldid=_parse_int(item.get("fieldid"), "custom field fieldid"),
-                name=str(item.get("name", "")),
-                fieldtype=str(item.get("fieldtype", "")),
+                name=_text(item.get("name", ""), "custom field name"),
+                fieldtype=_text(item.get("fieldtype", ""), "custom field fieldtype"),
                 required=item.get("required") == "1",
             )
         )
@@ -541,7 +593,7 @@ def subscriber_row(item: Mapping[str, Any], *, list_id: int | None = None) -> Ie
 
     return IemRow(
         subscriber_id=_parse_int(item.get("subscriberid"), "subscriberid"),
-        email=str(item.get("emailaddress", "")),
+        email=_text(item.get("emailaddress", ""), "subscriber emailaddress"),
         list_id=row_list_id,
         confirmed=item.get("confirmed") == "1",
         subscribedate=_optional_int(item.get("subscribedate", ""), "subscribedate"),
@@ -610,8 +662,9 @@ def add_result_from_response(response: Response) -> AddResult:
         )
 
     message = response.errormessage.strip()
-    if message.isascii() and message.isdigit() and message != "0":
-        return AddResult(subscriber_id=int(message), already_exists=True)
+    existing_id = _digits_value(message)
+    if existing_id:
+        return AddResult(subscriber_id=existing_id, already_exists=True)
     if _ALREADY_EXISTS in message.lower():
         return AddResult(subscriber_id=None, already_exists=True)
     raise classify_failure(message, method=ADD_SUBSCRIBER)

@@ -63,6 +63,9 @@ _LOCK_NAME_PREFIX = "edm_sync."
 # Rows fetched from the server per round trip while streaming.
 _FETCH_BATCH_SIZE = 1000
 
+# Unreadable emails logged one by one per read; the rest are only counted.
+_MAX_LOGGED_BAD_EMAILS = 10
+
 _TABLE_ACCESS_DENIED_CODE = 1142
 
 # Statements that need one privilege each but match no row, so they change nothing.
@@ -233,6 +236,7 @@ class MagentoDatabase:
         connection = await open_connection(self._settings, streaming=True)
         finished = False
         count = 0
+        bad_emails = 0
         try:
             cursor = await connection.cursor()
             try:
@@ -243,7 +247,11 @@ class MagentoDatabase:
                         break
                     for record in records:
                         count += 1
-                        yield row_from_record(record)
+                        row = row_from_record(record)
+                        if row.email is None and record[1] is not None:
+                            bad_emails += 1
+                            self._log_bad_email(row.subscriber_id, record[1], bad_emails)
+                        yield row
             except (pymysql.err.Error, OSError) as error:
                 raise self._translate(error) from error
             finished = True
@@ -251,6 +259,22 @@ class MagentoDatabase:
             await close_connection(connection, graceful=finished)
 
         logger.info("Read %d newsletter_subscriber rows from %s", count, self.database)
+        if bad_emails > _MAX_LOGGED_BAD_EMAILS:
+            logger.warning(
+                "%d newsletter_subscriber rows of %s have an email that is not valid UTF-8",
+                bad_emails,
+                self.database,
+            )
+
+    def _log_bad_email(self, subscriber_id: int, raw: bytes, seen: int) -> None:
+        if seen <= _MAX_LOGGED_BAD_EMAILS:
+            logger.warning(
+                "newsletter_subscriber row %d of %s: subscriber_email %r is not valid UTF-8, "
+                "so the row is counted as an invalid email and not synced; correct the address in Magento",
+                subscriber_id,
+                self.database,
+                raw,
+            )
 
     async def default_store_ids(self) -> dict[int, int]:
         """Return website_id -> its default store view, for every website except admin (0).

@@ -46,6 +46,22 @@ def decode_name(raw: bytes | None, field: str, customer_id: int) -> tuple[str | 
         return None, f"{field} of customer {customer_id} is not valid UTF-8"
 
 
+def decode_email(raw: str | bytes | None) -> str | None:
+    """Return the stored email as text, or None when it cannot be read.
+
+    The server converts a text column to the session's utf8mb4, so it arrives as str. A
+    binary column (VARBINARY, BLOB, CHARACTER SET binary) arrives as bytes, which are decoded
+    strictly as UTF-8. Bytes that are not UTF-8 give None, so the row is counted as an invalid
+    email like NULL, because any guessed spelling would be another address.
+    """
+    if raw is None or isinstance(raw, str):
+        return raw
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def row_from_record(record: Sequence[Any]) -> MagentoRow:
     """Convert one record of subscriber_rows_query() into a MagentoRow."""
     (
@@ -68,7 +84,7 @@ def row_from_record(record: Sequence[Any]) -> MagentoRow:
     # gives 0 and means "never set", like NULL.
     return MagentoRow(
         subscriber_id=int(subscriber_id),
-        email=email,
+        email=decode_email(email),
         store_id=None if store_id is None else int(store_id),
         website_id=None if website_id is None else int(website_id),
         customer_id=int(customer_id),
