@@ -84,6 +84,9 @@ class DaemonApi:
 
     @property
     def store(self):  # noqa: ANN201 - the daemon's HistoryStore
+        if self.daemon.store is None:
+            reason = self.daemon.history_error or "the history database is not open"
+            raise RpcError(INVALID_CONFIG, "the history is not available", {"problems": [reason]})
         return self.daemon.store
 
     def _config(self):  # noqa: ANN202 - the loaded Config

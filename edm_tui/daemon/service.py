@@ -13,12 +13,14 @@ import logging
 import os
 import pwd
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edm_tui import __version__
+from edm_tui.checks import is_certificate_failure
 from edm_tui.client import default_socket_path
 from edm_tui.config import Config, ConfigError, load_config
 from edm_tui.daemon.history import HistoryStore
@@ -35,6 +37,7 @@ from edm_tui.daemon.runner import (
     SyncRun,
 )
 from edm_tui.daemon.schedule import next_run_at
+from edm_tui.i18n import _
 
 log = logging.getLogger("edm_sync.daemon")
 
@@ -105,6 +108,7 @@ class Daemon:
         self.socket_override = socket_path
         self.notifier = notifier or Notifier()
         self.store: HistoryStore | None = None
+        self.history_error: str | None = None  # why the history database cannot be opened
         self.server: RpcServer | None = None
         self.active: ActiveRun | None = None
         self.next_run: float | None = None
@@ -167,11 +171,8 @@ class Daemon:
 
     async def serve(self) -> int:
         self.load()
-        self.store = HistoryStore(self.state_dir / "history.sqlite3")
-        interrupted = self.store.mark_interrupted()
-        if interrupted:
-            log.warning("run(s) %s were left running by a previous process; marked interrupted",
-                        ", ".join(map(str, interrupted)))
+        # Without its history the daemon still serves status, so the error can be read there.
+        self._open_history()
 
         self.server = self._build_server()
         group = self.config.daemon.socket_group if self.config else None
@@ -204,10 +205,34 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.server.close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         logging.getLogger().removeHandler(log_events)
         log.info("stopped")
         return 0
+
+    def _open_history(self) -> bool:
+        """Opens the history database unless it is open; records why when that fails."""
+        if self.store is not None:
+            return True
+        path = self.state_dir / "history.sqlite3"
+        try:
+            self.store = HistoryStore(path)
+            interrupted = self.store.mark_interrupted()
+        except (OSError, sqlite3.Error) as error:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            self.history_error = history_open_failure(path, error)
+            log.error("history database %s cannot be opened: %s", path, error)
+            return False
+        if interrupted:
+            log.warning("run(s) %s were left running by a previous process; marked interrupted",
+                        ", ".join(map(str, interrupted)))
+        if self.history_error is not None:
+            log.info("history database %s is open again", path)
+        self.history_error = None
+        return True
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -261,6 +286,8 @@ class Daemon:
             raise AlreadyRunning(str(self.active.run_id))
         if self.config is None:
             raise RunAborted(self.config_error or "no configuration")
+        if not self._open_history():
+            raise RunAborted(self.history_error)
 
         active = ActiveRun(trigger=trigger, control=RunControl(), started_at=time.time())
         self.active = active
@@ -310,17 +337,23 @@ class Daemon:
         except RunAborted as error:
             active.error, error_text = error, str(error)
             log.error("run failed: %s", error)
+            if self.config is not None and is_certificate_failure(error):
+                log.error("the TLS certificate of %s could not be verified; give the IEM server a certificate "
+                          "from a trusted certificate authority, or set interspire.verify_tls = false for a "
+                          "test server only", self.config.interspire.url)
+        except sqlite3.Error as error:
+            path = self.store.path if self.store else self.state_dir / "history.sqlite3"
+            active.error = error
+            error_text = history_write_failure(path, error)
+            log.error("run %s failed: writing the history database %s or a temporary file beside it failed: %s",
+                      active.run_id, path, error)
         except Exception as error:  # noqa: BLE001 - a crashed run must not stop the daemon
             active.error, error_text = error, f"{type(error).__name__}: {error}"
             log.exception("run crashed")
         finally:
             self.active = None
             run_id = active.run_id
-            record = self.store.run(run_id) if (self.store and run_id) else None
-            if record is not None and record.status == "running":
-                self.store.finish_run(run_id, "failed", counts=record.counts, summary=record.summary,
-                                      error=error_text)
-                record = self.store.run(run_id)
+            record = self._close_run_record(run_id, error_text)
             self._publish("run_finished", {
                 "run_id": run_id,
                 "status": record.status if record else "failed",
@@ -331,6 +364,26 @@ class Daemon:
             self._notify_status()
             self._publish_status()
         return result
+
+    def _close_run_record(self, run_id: int | None, error_text: str | None) -> Any:
+        """Marks a run that ended without recording its end as failed; returns its record or None.
+
+        When the history cannot be written either, the run stays `running` there, and the next
+        run start marks it interrupted.
+        """
+        if self.store is None or not run_id:
+            return None
+        try:
+            record = self.store.run(run_id)
+            if record is not None and record.status == "running":
+                self.store.finish_run(run_id, "failed", counts=record.counts, summary=record.summary,
+                                      error=error_text)
+                record = self.store.run(run_id)
+        except sqlite3.Error as error:
+            log.error("run %d: recording its end in the history database %s failed: %s",
+                      run_id, self.store.path, error)
+            return None
+        return record
 
     # --- status ---
 
@@ -354,6 +407,7 @@ class Daemon:
             "config_path": str(self.config_path),
             "config_error": self.config_error,
             "history_path": str(self.store.path) if self.store else None,
+            "history_error": self.history_error,
             "version": __version__,
             "pid": os.getpid(),
         }
@@ -371,6 +425,8 @@ class Daemon:
             parts.append(f"last run {last.id} {last.status} at {_local(last.started_at)}")
         if self.config_error:
             parts.append("configuration invalid")
+        if self.history_error:
+            parts.append("history database unavailable")
         if self.next_run is not None:
             parts.append(f"next run {_local(self.next_run)}")
         return "; ".join(parts)
@@ -396,6 +452,20 @@ class Daemon:
                            max_clients=max_clients, server_name=f"edm-sync {__version__}")
         register_methods(server, self)
         return server
+
+
+def history_open_failure(path: Path, error: BaseException) -> str:
+    """Return the message for a history database that cannot be opened or created."""
+    return _("the history database {path} cannot be opened ({error}); make {folder} a writable folder "
+             "of the service's user, with free space, then start a run again").format(
+        path=path, error=error, folder=path.parent)
+
+
+def history_write_failure(path: Path, error: BaseException) -> str:
+    """Return the message for a run that could not write the history or its temporary file beside it."""
+    return _("writing the history database {path} or a run's temporary file beside it failed ({error}); "
+             "free space on the file system of {folder} or make it writable, then start a run again").format(
+        path=path, error=error, folder=path.parent)
 
 
 def _local(stamp: float) -> str:

@@ -318,59 +318,74 @@ class MagentoDatabase:
     async def set_status(self, subscriber_id: int, expected_status: int, new_status: int) -> bool:
         """Change one row's status if it still has expected_status, and return whether it did.
 
+        See `set_statuses`, which this calls with one row.
+        """
+        missed = await self.set_statuses([(subscriber_id, expected_status)], new_status)
+        return not missed
+
+    async def set_statuses(self, rows: Sequence[tuple[int, int]], new_status: int) -> list[int]:
+        """Change each (subscriber_id, expected_status) row to new_status in one transaction.
+
+        Returns the ids that were not changed because the row is gone or someone changed its
+        status meanwhile; the other rows still change. The rows of one address change together:
+        a run cut between two separate UPDATEs would leave the second row behind, and the next
+        run, reading the address as settled, would never finish it.
+
         change_status_at is set to the current UTC time in the same UPDATE. A change to 3
-        (unsubscribed) also deletes the subscriber's unsent newsletter_queue_link rows, in the
-        same transaction, as Magento's unsubscribe does. False means the row is gone or
-        someone changed its status meanwhile, and nothing was written.
+        (unsubscribed) also deletes the subscriber's unsent newsletter_queue_link rows, as
+        Magento's unsubscribe does.
         """
         _validate_status(new_status, "new_status")
-        if new_status == expected_status:
-            raise ValueError(
-                f"new_status equals expected_status ({new_status}): Magento sets "
-                "change_status_at only when the status changes."
-            )
+        for subscriber_id, expected_status in rows:
+            if new_status == expected_status:
+                raise ValueError(
+                    f"new_status equals expected_status ({new_status}) for subscriber {subscriber_id}: "
+                    "Magento sets change_status_at only when the status changes."
+                )
 
         changed_at = utc_now_text()
+        missed: list[int] = []
         removed_links = 0
         async with self._writer_session() as connection:
             await connection.begin()
             try:
                 async with connection.cursor() as cursor:
-                    matched = await cursor.execute(
-                        f"UPDATE {self.table('newsletter_subscriber')}"
-                        " SET subscriber_status = %s, change_status_at = %s"
-                        " WHERE subscriber_id = %s AND subscriber_status = %s",
-                        (new_status, changed_at, subscriber_id, expected_status),
-                    )
-                    if matched == 0:
-                        await connection.rollback()
-                        logger.info(
-                            "Subscriber %d not changed to status %d: its status is no longer %d"
-                            " or the row is gone",
-                            subscriber_id,
-                            new_status,
-                            expected_status,
+                    for subscriber_id, expected_status in rows:
+                        matched = await cursor.execute(
+                            f"UPDATE {self.table('newsletter_subscriber')}"
+                            " SET subscriber_status = %s, change_status_at = %s"
+                            " WHERE subscriber_id = %s AND subscriber_status = %s",
+                            (new_status, changed_at, subscriber_id, expected_status),
                         )
-                        return False
-                    if new_status == MagentoStatus.UNSUBSCRIBED:
-                        removed_links = await cursor.execute(
-                            f"DELETE FROM {self.table('newsletter_queue_link')}"
-                            " WHERE subscriber_id = %s AND letter_sent_at IS NULL",
-                            (subscriber_id,),
-                        )
+                        if matched == 0:
+                            missed.append(subscriber_id)
+                            logger.info(
+                                "Subscriber %d not changed to status %d: its status is no longer %d"
+                                " or the row is gone",
+                                subscriber_id,
+                                new_status,
+                                expected_status,
+                            )
+                            continue
+                        if new_status == MagentoStatus.UNSUBSCRIBED:
+                            removed_links += await cursor.execute(
+                                f"DELETE FROM {self.table('newsletter_queue_link')}"
+                                " WHERE subscriber_id = %s AND letter_sent_at IS NULL",
+                                (subscriber_id,),
+                            )
                 await connection.commit()
             except (pymysql.err.Error, OSError):
                 await self._rollback_quietly(connection)
                 raise
 
         logger.debug(
-            "Subscriber %d changed from status %d to %d, %d unsent queue links removed",
-            subscriber_id,
-            expected_status,
+            "Subscribers %s changed to status %d (%d not changed), %d unsent queue links removed",
+            ", ".join(str(subscriber_id) for subscriber_id, _status in rows),
             new_status,
+            len(missed),
             removed_links,
         )
-        return True
+        return missed
 
     async def insert_guest(self, email: str, store_id: int, status: int = 1) -> int:
         """Insert a guest subscriber row (customer_id 0) and return its subscriber_id.

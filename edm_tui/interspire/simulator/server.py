@@ -85,10 +85,13 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log a failed TLS handshake (a client that rejects the certificate) in one line."""
+        """Log a failed TLS handshake or a client that went away in one line, not a traceback."""
         error = sys.exc_info()[1]
         if isinstance(error, ssl.SSLError):
             logger.debug("TLS handshake with %s failed: %s", client_address[0], error)
+            return
+        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+            logger.debug("client %s closed the connection: %s", client_address[0], error)
             return
         super().handle_error(request, client_address)
 
