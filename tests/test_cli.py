@@ -193,7 +193,7 @@ def test_ctrl_c_cancels_and_next_run_finishes(bench: Bench) -> None:
     for n in range(80):
         b.add_row(f"c{n}@example.test", 1, T1)
     config = b.write_config(b.tmp / "config.toml", interspire={"concurrency": 2})
-    b.sim_config(latency_ms=25)
+    b.sim_config(latency_ms=150)  # 80 writes take 6 s or more: time for plan and history to run meanwhile
     process = subprocess.Popen([sys.executable, "-m", "edm_tui.cli", "--config", str(config), "sync", "--json"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
