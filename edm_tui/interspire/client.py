@@ -29,6 +29,7 @@ from edm_tui.interspire.errors import (
     IemTimeout,
     IemTransientError,
 )
+from edm_tui.interspire.limiter import AdaptiveLimiter, LimiterStats
 from edm_tui.interspire.stream import SubscriberStreamParser
 from edm_tui.interspire.xmlapi import (
     ACTIVATE_SUBSCRIBER,
@@ -73,10 +74,13 @@ T = TypeVar("T")
 class IemClient:
     """Client for one IEM installation, shared by all concurrent calls of a run.
 
-    At most `concurrency` requests are in flight at once. `timeout` is the read timeout in
-    seconds, and connecting has its own 10 s limit. Each call except `iter_subscribers` makes
-    up to `retries` more HTTP attempts after a transient failure, waiting a random time up
-    to `backoff * 2**n` seconds (at most 30 s) before retry n + 1.
+    An adaptive limit (`edm_tui.interspire.limiter`) decides how many requests are in
+    flight: between 1 and `concurrency`, lower while IEM times out, returns 5xx or HTML
+    error pages, or slows down, and back up while calls succeed at a steady latency.
+    `timeout` is the read timeout in seconds, and connecting has its own 10 s limit. Each
+    call except `iter_subscribers` makes up to `retries` more HTTP attempts after a
+    transient failure, waiting a random time up to `backoff * 2**n` seconds (at most 30 s)
+    before retry n + 1.
     """
 
     def __init__(
@@ -98,7 +102,7 @@ class IemClient:
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._limiter = AdaptiveLimiter(concurrency, is_overload=is_overload)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
             limits=httpx.Limits(
@@ -119,8 +123,18 @@ class IemClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP connections."""
+        """Close the HTTP connections and log how the concurrency limit ended."""
+        self._limiter.log_summary()
         await self._http.aclose()
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The number of requests the client lets into flight now (1 to `concurrency`)."""
+        return self._limiter.limit
+
+    def limiter_stats(self) -> LimiterStats:
+        """Return the limit, the requests in flight and the HTTP attempts finished so far."""
+        return self._limiter.stats()
 
     # Reads
 
@@ -159,7 +173,8 @@ class IemClient:
         Nothing is retried here, because rows already yielded cannot be taken back: on
         IemTransientError the caller restarts the whole read. The call occupies one
         concurrency slot until the iteration ends, so close the iterator when stopping
-        early, for example with `contextlib.aclosing`.
+        early, for example with `contextlib.aclosing`. Its duration gives the adaptive limit
+        no latency sample, because it grows with the list.
         """
         body = self._build_body("subscribers", GET_SUBSCRIBERS, subscriber_search_details(list_id))
         parser = SubscriberStreamParser(list_id=list_id)
@@ -167,7 +182,7 @@ class IemClient:
         row_count = 0
 
         try:
-            async with self._semaphore:
+            async with self._limiter.slot(measure=False):
                 async with self._open_stream(body) as chunks:
                     async for chunk in chunks:
                         for row in parser.feed(chunk):
@@ -322,9 +337,10 @@ class IemClient:
             if counter is not None:
                 counter.n += 1
             try:
-                async with self._semaphore:
-                    content = await self._post(body)
-                return read_result(parse_response(content))
+                # Parsing stays inside the slot, so that an HTML error page counts as overload.
+                async with self._limiter.slot():
+                    response = parse_response(await self._post(body))
+                return read_result(response)
             except IemTransientError as error:
                 if attempts > self._retries:
                     raise self._finish(error, method, attempts)
@@ -433,6 +449,18 @@ class _ResponseStream:
             raise IemConnectionError(
                 f"reading the IEM response failed: {type(error).__name__}: {error}"
             ) from error
+
+
+def is_overload(error: BaseException) -> bool:
+    """Return whether an error means that IEM, or the way to it, is overloaded.
+
+    Timeouts, connection errors, unusable bodies (HTML error pages, empty or truncated
+    responses) and HTTP 429 and 5xx count. Redirects and other 4xx statuses do not, because
+    sending fewer requests does not fix them.
+    """
+    if isinstance(error, IemHttpError):
+        return error.status_code == 429 or error.status_code >= 500
+    return isinstance(error, IemTransientError)
 
 
 def _check_status(response: httpx.Response) -> None:
