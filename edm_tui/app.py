@@ -36,7 +36,7 @@ from edm_tui.messages import ConnectionChanged, DaemonEvent
 from edm_tui.screens.dashboard import DashboardScreen
 from edm_tui.screens.help import HelpScreen, HelpSection, KeyHelp
 from edm_tui.screens.unavailable import UnavailableScreen
-from edm_tui.summary import status_label
+from edm_tui.summary import run_error_text, status_label
 from edm_tui.widgets.dialogs import OVERRIDE_ONCE, BrakeOverrideDialog, QuitDialog
 
 UNAVAILABLE_MODE = "unavailable"
@@ -186,7 +186,7 @@ class EdmTuiApp(App[None]):
         status = data.get("status", "")
         message = _("Run {run_id}: {status}").format(run_id=data.get("run_id"), status=status_label(status))
         if data.get("error"):
-            message += "\n" + _("Reason: {error}").format(error=data["error"])
+            message += "\n" + _("Reason: {error}").format(error=run_error_text(data))
         self.notify(escape(message), severity=FINISHED_SEVERITY.get(status, "warning"))
 
     # --- which keys work now ---
@@ -252,7 +252,7 @@ class EdmTuiApp(App[None]):
         allow_mass_changes = False
         last = status.get("last_run") or {}
         if last.get("status") == "blocked":
-            reason = last.get("error") or _("no reason was recorded")
+            reason = run_error_text(last) or _("no reason was recorded")
             choice = await self.push_screen_wait(BrakeOverrideDialog(last.get("id"), reason))
             if choice is None:
                 return

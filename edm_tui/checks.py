@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 from edm_tui.config import Config
 from edm_tui.i18n import Translatable
 from edm_tui.interspire.client import IemClient
-from edm_tui.interspire.errors import IemAuthError, IemError
+from edm_tui.interspire.errors import IemAuthError, IemError, is_certificate_failure
 from edm_tui.magento.db import MagentoDatabase
 from edm_tui.magento.errors import MagentoError
 
@@ -34,18 +33,6 @@ class CheckResult:
             name: text.as_dict() for name, text in texts.items() if isinstance(text, Translatable)
         }
         return result
-
-
-def is_certificate_failure(error: BaseException) -> bool:
-    """Check whether `error` or an exception in its cause chain is a failed TLS certificate check."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def certificate_fix(url: str) -> Translatable:

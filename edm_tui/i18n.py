@@ -157,9 +157,16 @@ class Translatable:
                                     for k, v in self.params.items()})
 
     def as_dict(self) -> dict[str, object]:
-        """Return the JSON form sent over the socket."""
-        return {"msgid": self.msgid,
-                "params": {k: v.as_dict() if isinstance(v, Translatable) else v for k, v in self.params.items()}}
+        """Return the JSON form sent over the socket; parameters other than JSON scalars become text."""
+        return {"msgid": self.msgid, "params": {k: _json_param(v) for k, v in self.params.items()}}
+
+
+def _json_param(value: object) -> object:
+    if isinstance(value, Translatable):
+        return value.as_dict()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def message_dict(message: Translatable | str) -> dict[str, object]:

@@ -14,7 +14,7 @@ from typing import Any
 from edm_tui.client import DaemonClient, DaemonError, DaemonUnavailable, default_socket_path
 from edm_tui.i18n import _
 from edm_tui.progress import ProgressPrinter
-from edm_tui.summary import action_label, status_label
+from edm_tui.summary import action_label, run_error_text, status_label
 
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_ALREADY_RUNNING = 0, 1, 2, 3
 ALREADY_RUNNING = -32002
@@ -55,7 +55,7 @@ def print_status(status: dict[str, Any]) -> None:
         print(_("Last run: {run_id} {status}, started {started}").format(
             run_id=last["id"], status=status_label(last["status"]), started=_when(last["started_at"])))
         if last.get("error"):
-            print("  " + _("Reason: {error}").format(error=last["error"]))
+            print("  " + _("Reason: {error}").format(error=run_error_text(last)))
     else:
         print(_("Last run: none yet"))
     print(_("Next run: {when}").format(when=_when(status.get("next_run_at"))))
@@ -101,7 +101,7 @@ async def _run_now(args: argparse.Namespace) -> int:
             print(f"  {action_label(action)}: {by.get('succeeded', 0)}"
                   + (" (" + _("{n} failed").format(n=by["failed"]) + ")" if by.get("failed") else ""))
         if finished.get("error"):
-            print("  " + _("Reason: {error}").format(error=finished["error"]))
+            print("  " + _("Reason: {error}").format(error=run_error_text(finished)))
         if finished["status"] == "blocked":
             print("  " + _("Nothing was written. If the change is intended: edm-sync run-now --allow-mass-changes"))
     if finished["status"] == "succeeded" and not any(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from edm_tui.daemon.history import ItemRecord, RunRecord
 from edm_tui.daemon.runner import RunResult
-from edm_tui.i18n import _, format_datetime, format_duration, format_number
+from edm_tui.i18n import _, format_datetime, format_duration, format_number, translate_message
 from edm_tui.sync.model import Action
 
 
@@ -76,6 +77,19 @@ def outcome_label(outcome: str) -> str:
         "interrupted": _("interrupted"),
     }
     return words.get(outcome, outcome)
+
+
+def run_error_text(run: Mapping[str, Any]) -> str | None:
+    """Return a run's error from the daemon in the active language; the daemon records English."""
+    error = run.get("error")
+    if not error:
+        return None
+    message = run.get("error_message")
+    if message is None and isinstance(run.get("summary"), dict):
+        message = run["summary"].get("error_message")
+    if message is None:
+        return _(str(error))  # texts without parameters are catalog entries themselves
+    return translate_message(message, str(error))
 
 
 def _table_lines(rows: list[tuple[str, ...]], right_aligned: set[int]) -> list[str]:
@@ -155,17 +169,18 @@ def print_run_summary(result: RunResult) -> None:
 def plan_as_dict(result: RunResult, limit: int) -> dict[str, Any]:
     plan = result.plan
     assert plan is not None
+    # A large plan keeps only its first decisions of each action in memory; the counts are whole.
+    totals = plan.counts()
     actions: dict[str, dict[str, Any]] = {}
     for decision in plan.decisions:
         entry = actions.setdefault(decision.action.value, {
-            "direction": decision.direction, "count": 0, "first": []})
-        entry["count"] += 1
+            "direction": decision.direction, "count": totals.get(decision.action.value, 0), "first": []})
         if len(entry["first"]) < limit:
             entry["first"].append({"email": decision.email, "website_id": decision.website_id,
                                    "list_id": decision.list_id, "reason": decision.reason})
     return {
         "actions": actions,
-        "blocked": result.brake.message() if result.brake else None,
+        "blocked": str(result.brake.message()) if result.brake else None,
         "failed_up_front": [
             {"email": d.email, "action": d.action.value, "reason": reason} for d, reason in plan.invalid
         ],
@@ -212,7 +227,7 @@ def print_items(run: RunRecord, items: list[ItemRecord]) -> None:
         run_id=run.id, status=status_label(run.status), started=_time(run.started_at),
         finished=_time(run.finished_at)))
     if run.error:
-        print("  " + _("Reason: {error}").format(error=run.error))
+        print("  " + _("Reason: {error}").format(error=run_error_text(run.as_dict())))
     if not items:
         print("  " + _("No items: this run wrote nothing."))
         return

@@ -22,8 +22,10 @@ from babel.messages.pofile import read_po
 from edm_tui import i18n
 from edm_tui.checks import CheckResult
 from edm_tui.config import ConfigError, parse_config
+from edm_tui.daemon.history import HistoryStore
 from edm_tui.interspire.errors import IemRejected, classify_failure
 from edm_tui.magento.errors import ConnectionTarget, MagentoSchemaError, translate_error
+from edm_tui.summary import run_error_text
 from tests.sync_support import Bench
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +187,32 @@ def test_check_result_translated_by_client(hungarian: None) -> None:
     assert sent["detail"] == "Main, 12 subscribers"
     assert i18n.translate_message(sent["messages"]["title"], sent["title"]) == "IEM-lista (1)"
     assert i18n.translate_message(sent["messages"]["detail"], sent["detail"]) == "Main, 12 feliratkozó"
+
+
+def test_run_error_translated_by_client(bench: Bench) -> None:
+    for n in range(3):
+        bench.add_row(f"fek{n}@example.test", 1, T1)
+    assert bench.sync().status == "succeeded"
+    state = bench.sim_state()
+    state["subscribers"] = []
+    bench.put_state(state)
+    blocked = bench.sync()
+    store = HistoryStore(bench.config().storage.history_path)
+    try:
+        record = json.loads(json.dumps(store.run(blocked.run_id).as_dict()))
+    finally:
+        store.close()
+
+    assert blocked.status == "blocked"
+    assert record["error"] == ("IEM list 1 returned no subscribers, but the last sync saw 3 active there; "
+                               "check the list in IEM before letting a run through")
+    i18n.set_language("hu")
+    try:
+        shown = run_error_text(record)
+    finally:
+        i18n.set_language("en")
+    assert shown is not None
+    assert shown.startswith("Az IEM-lista (1) egyetlen feliratkozót sem adott vissza")
 
 
 def test_untranslatable_message_falls_back_to_text(hungarian: None) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edm_tui.i18n import Translatable
 from edm_tui.sync.state import Rejection, SyncedState
 
 log = logging.getLogger("edm_sync.history")
@@ -114,6 +115,7 @@ class RunRecord:
             "counts": self.counts,
             "summary": self.summary,
             "error": self.error,
+            "error_message": self.summary.get("error_message"),  # for clients to translate
         }
 
 
@@ -326,17 +328,18 @@ class HistoryStore:
     # --- last synced state ---
 
     def load_state(self) -> dict[tuple[str, int], SyncedState]:
+        return {item.key: item for item in self.iter_states()}
+
+    def iter_states(self) -> Iterator[SyncedState]:
+        """Stream the last synced state of every identity, in no particular order."""
         rows = self.db.execute(
             "SELECT email, website_id, list_id, magento_status, subscriber_ids, iem_class, iem_confirmed, "
             "iem_subscriber_id, firstname, lastname, synced_at FROM synced_state"
         )
-        state = {}
         for row in rows:
             ids = tuple(int(x) for x in row[4].split(",") if x)
-            item = SyncedState(row[0], row[1], row[2], row[3], ids, row[5], bool(row[6]), row[7],
-                               row[8], row[9], row[10])
-            state[item.key] = item
-        return state
+            yield SyncedState(row[0], row[1], row[2], row[3], ids, row[5], bool(row[6]), row[7],
+                              row[8], row[9], row[10])
 
     def save_states(self, states: Iterable[SyncedState]) -> int:
         rows = [
@@ -355,8 +358,12 @@ class HistoryStore:
         return int(self.db.execute("SELECT COUNT(*) FROM synced_state").fetchone()[0])
 
     def load_rejections(self) -> dict[tuple[str, int], Rejection]:
+        return {(r.email, r.website_id): r for r in self.iter_rejections()}
+
+    def iter_rejections(self) -> Iterator[Rejection]:
         rows = self.db.execute("SELECT email, website_id, action, fingerprint, message FROM rejections")
-        return {(r[0], r[1]): Rejection(*r) for r in rows}
+        for row in rows:
+            yield Rejection(*row)
 
     def save_rejection(self, rejection: Rejection, run_id: int) -> None:
         self.db.execute(
@@ -410,3 +417,17 @@ def _run_record(row: tuple) -> RunRecord:
         allow_mass_changes=bool(row[5]), counts=json.loads(row[6]), summary=json.loads(row[7]),
         error=row[8],
     )
+
+
+def history_open_failure(path: Path, error: BaseException) -> Translatable:
+    """Return the message for a history database that cannot be opened or created."""
+    return Translatable("the history database {path} cannot be opened ({error}); make {folder} a writable "
+                        "folder of the service's user, with free space, then start a run again",
+                        path=str(path), error=str(error), folder=str(path.parent))
+
+
+def history_write_failure(path: Path, error: BaseException) -> Translatable:
+    """Return the message for a run that could not write the history or its temporary file beside it."""
+    return Translatable("writing the history database {path} or a run's temporary file beside it failed "
+                        "({error}); free space on the file system of {folder} or make it writable, then "
+                        "start a run again", path=str(path), error=str(error), folder=str(path.parent))

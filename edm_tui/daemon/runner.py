@@ -13,19 +13,23 @@ import fcntl
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from edm_tui.checks import certificate_fix
 from edm_tui.config import Config
-from edm_tui.daemon.history import HistoryStore
+from edm_tui.daemon.history import HistoryStore, history_write_failure
 from edm_tui.daemon.logs import run_context
-from edm_tui.i18n import _
+from edm_tui.daemon.spill import SpillStore
+from edm_tui.i18n import Translatable, message_dict
 from edm_tui.interspire.client import IemClient
 from edm_tui.interspire.errors import (
     IemAuthError,
+    IemCertificateError,
     IemError,
     IemRejected,
     IemTransientError,
@@ -33,21 +37,22 @@ from edm_tui.interspire.errors import (
 from edm_tui.magento.db import MagentoDatabase
 from edm_tui.magento.errors import InvalidRecord, MagentoConnectionError, MagentoError
 from edm_tui.sync.brake import BrakeReason, check_brake
-from edm_tui.sync.identity import (
-    IemClass,
-    MagentoScan,
-    group_magento_rows,
-    iem_change_time,
-    iem_class,
-    index_iem_rows,
+from edm_tui.sync.identity import IemClass, iem_change_time, iem_class, list_for_website
+from edm_tui.sync.model import (
+    Action,
+    Attempts,
+    IemRow,
+    MagentoRow,
+    MagentoStatus,
+    Outcome,
 )
-from edm_tui.sync.model import Action, Attempts, IemRow, MagentoStatus, Outcome
-from edm_tui.sync.reconcile import Decision, GroupPlan, Plan, SyncOptions, reconcile
+from edm_tui.sync.reconcile import Decision, GroupPlan, Plan, SyncOptions
 from edm_tui.sync.state import Rejection
 
 log = logging.getLogger("edm_sync.run")
 
 PROGRESS_INTERVAL = 0.2  # seconds between progress events of one phase
+SPILL_BATCH = 5000  # rows read from either side per write into the spill file
 
 
 class AlreadyRunning(Exception):
@@ -186,6 +191,7 @@ class SyncRun:
         self.summary: dict[str, Any] = {}
         self.magento: MagentoDatabase | None = None
         self.iem: IemClient | None = None
+        self.spill: SpillStore | None = None
         self.magento_lock = asyncio.Lock()
         self.backfilled: set[int] = set()
         self.fatal: BaseException | None = None
@@ -198,13 +204,28 @@ class SyncRun:
         if not self.dry_run:
             if not lock.acquire():
                 raise AlreadyRunning(
-                    _("another sync run is in progress (lock file {path})").format(path=lock.path))
+                    Translatable("another sync run is in progress (lock file {path})", path=str(lock.path)))
             # Holding the lock, any run still marked running belongs to a process that died.
             self.store.mark_interrupted()
         try:
             return await self._execute()
+        except sqlite3.Error as error:
+            # The history or the run's spill file beside it could not be written (a full or
+            # read-only file system). Record the end if the history still takes it.
+            log.error("run %s failed: writing the history %s or the spill file beside it failed: %s",
+                      self.run_id, self.store.path, error)
+            if self.run_id is not None:
+                try:
+                    self.store.finish_run(self.run_id, "failed", counts=self.counts, summary=self.summary,
+                                          error=history_write_failure(self.store.path, error).english())
+                except sqlite3.Error:
+                    log.warning("run %d: its end could not be recorded; the next run marks it interrupted",
+                                self.run_id)
+            raise RunAborted(history_write_failure(self.store.path, error)) from error
         finally:
             lock.release()
+            if self.spill is not None:
+                self.spill.close()
             if self.iem is not None:
                 await self.iem.aclose()
             if self.magento is not None:
@@ -219,7 +240,7 @@ class SyncRun:
         try:
             await self._connect_magento()
         except RunAborted as error:
-            self._record_failed_start(str(error))
+            self._record_failed_start(reason_of(error))
             raise
 
         if not self.dry_run:
@@ -238,13 +259,13 @@ class SyncRun:
             await self._connect_iem()
         except RunAborted as error:
             if self.run_id is not None:
-                self._finish("failed", error=str(error), started=started)
+                self._finish("failed", error=reason_of(error), started=started)
             raise
 
         try:
             plan, brake = await self._read_and_plan()
         except (RunAborted, IemError, MagentoError) as error:
-            return self._finish("failed", error=str(error), started=started)
+            return self._finish("failed", error=reason_of(error), started=started)
 
         if self.dry_run:
             return RunResult(None, "planned", {}, self.summary, plan=plan, brake=brake,
@@ -259,37 +280,43 @@ class SyncRun:
             result.plan = plan
             return result
 
-        self._record_up_front(plan)
+        self._record_up_front()
         await self._write(plan)
 
         if self.fatal is not None:
-            return self._finish("failed", error=str(self.fatal), started=started)
+            return self._finish("failed", error=reason_of(self.fatal), started=started)
         if self.control.event.is_set():
-            reason = (_("cancelled by the operator; the next run finishes the job")
+            reason = (Translatable("cancelled by the operator; the next run finishes the job")
                       if self.control.status == "cancelled"
-                      else _("the service stopped during the run; the next run finishes the job"))
+                      else Translatable("the service stopped during the run; the next run finishes the job"))
             return self._finish(self.control.status, started=started, error=reason)
         status = "partial" if any(by.get("failed") for by in self.counts.values()) else "succeeded"
         self.store.mark_backfilled([int(k) for k in self.summary.get("lists", {})], self.run_id)
         return self._finish(status, started=started)
 
-    def _record_failed_start(self, error: str) -> None:
+    def _record_failed_start(self, error: Translatable | str) -> None:
         """Record a run that could not connect, so that the history shows why it failed."""
         if self.dry_run:
             return
         self.run_id = self.store.start_run(self.trigger, self.allow_mass_changes)
-        self.store.finish_run(self.run_id, "failed", counts={}, summary={}, error=error)
+        self.store.finish_run(self.run_id, "failed", counts={}, summary=error_summary(error),
+                              error=english(error))
         log.info("run %d: failed before reading: %s", self.run_id, error)
         if self.on_started is not None:
             self.on_started(self.run_id)
 
-    def _finish(self, status: str, *, started: float, error: str | None = None) -> RunResult:
+    def _finish(self, status: str, *, started: float, error: Translatable | str | None = None) -> RunResult:
+        """Record the end of the run. The history keeps the error in English with its message."""
         self.summary["duration_seconds"] = round(time.monotonic() - started, 3)
+        if error is not None:
+            self.summary.update(error_summary(error))
+        stored = english(error) if error is not None else None
         if self.run_id is not None:
-            self.store.finish_run(self.run_id, status, counts=self.counts, summary=self.summary, error=error)
-            log.info("run %d: %s%s", self.run_id, status, f" ({error})" if error else "")
+            self.store.finish_run(self.run_id, status, counts=self.counts, summary=self.summary, error=stored)
+            log.info("run %d: %s%s", self.run_id, status, f" ({stored})" if stored else "")
         self.progress("done", self.done, None, force=True)
-        return RunResult(self.run_id, status, self.counts, self.summary, error=error,
+        return RunResult(self.run_id, status, self.counts, self.summary,
+                         error=str(error) if error is not None else None,
                          history_path=self.store.path, config_path=self.config.path)
 
     # --- connections ---
@@ -306,7 +333,7 @@ class SyncRun:
 
         if not self.dry_run and not await self.magento.acquire_run_lock():
             raise AlreadyRunning(
-                _("another sync run holds the lock on database {database}").format(database=m.database)
+                Translatable("another sync run holds the lock on database {database}", database=m.database)
             )
 
     async def _connect_iem(self) -> None:
@@ -317,32 +344,39 @@ class SyncRun:
             await self.iem.test_token()
         except IemAuthError as error:
             raise RunAborted(
-                _("IEM refused the username and token ({error}); check interspire.username and "
-                  "interspire.token against the XML API settings of that IEM user").format(error=error.message)
+                Translatable("IEM refused the username and token ({error}); check interspire.username and "
+                  "interspire.token against the XML API settings of that IEM user", error=error.message)
             ) from error
+        except IemCertificateError as error:
+            raise RunAborted(certificate_fix(i.url)) from error
         except IemError as error:
             raise RunAborted(
-                _("IEM at {url} cannot be reached ({error}); check the host and port in interspire.url "
-                  "and that this machine may connect to it").format(url=i.url, error=error)
+                Translatable("IEM at {url} cannot be reached ({error}); check the host and port in interspire.url "
+                  "and that this machine may connect to it", url=i.url, error=error)
             ) from error
 
     # --- reading ---
 
     async def _read_and_plan(self) -> tuple[Plan, BrakeReason | None]:
+        """Read both sides into the spill file and plan from there; see edm_tui.daemon.spill."""
         assert self.magento is not None
-        scan = await self._read_magento()
+        i = self.config.interspire
+        self.spill = SpillStore(
+            self.config.storage.state_dir,
+            lambda website: list_for_website(website, i.list_id, i.website_lists),
+        )
+        await self._read_magento()
         websites = tuple(await self.magento.website_ids())
         default_stores = await self.magento.default_store_ids()
-        i = self.config.interspire
         lists = sorted({i.list_id, *i.website_lists.values()})
 
-        iem_rows: dict[tuple[int, str], IemRow] = {}
         sizes: dict[int, int] = {}
         for list_id in lists:
-            sizes[list_id] = await self._read_list(list_id, iem_rows)
+            sizes[list_id] = await self._read_list(list_id)
 
         self.progress("plan", 0, None, force=True)
-        last = self.store.load_state()
+        self.spill.add_states(self.store.iter_states())
+        self.spill.add_rejections(self.store.iter_rejections())
         options = SyncOptions(
             default_list=i.list_id,
             website_lists=i.website_lists,
@@ -353,7 +387,8 @@ class SyncRun:
             bounced_is_unsubscribed=self.config.sync.bounced_is_unsubscribed,
             names_enabled=bool(i.firstname_field_id or i.lastname_field_id),
         )
-        plan = reconcile(options, scan, iem_rows, last, self.store.load_rejections())
+        plan = self.spill.plan(options, on_progress=lambda done: self.progress("plan", done, None),
+                               store=not self.dry_run)
         self.backfilled = self.store.backfilled_lists()
         self.summary.update(
             identities=plan.identities,
@@ -363,7 +398,7 @@ class SyncRun:
             duplicates=plan.duplicates,
             pending=plan.pending,
             unknown_status=plan.unknown_status,
-            previously_rejected=len(plan.rejected),
+            previously_rejected=plan.rejected_count,
             lists={str(k): v for k, v in sizes.items()},
             planned=plan.counts(),
         )
@@ -373,39 +408,48 @@ class SyncRun:
         if plan.unknown_status:
             log.info("%d identities have an unknown subscriber_status; treated as pending",
                      plan.unknown_status)
-        brake = None if self.allow_mass_changes else check_brake(plan, sizes, last)
+        brake = None if self.allow_mass_changes else check_brake(plan, sizes, self.store.iter_states())
         return plan, brake
 
-    async def _read_magento(self) -> MagentoScan:
-        assert self.magento is not None
-        # NOTE: both sides are kept in memory as slotted rows for the three-way join. At a
-        # million subscribers that is an estimated few hundred MB, close to the 300 MB target.
-        rows = []
+    async def _read_magento(self) -> None:
+        assert self.magento is not None and self.spill is not None
+        batch: list[MagentoRow] = []
+        count = 0
         self.progress("read_magento", 0, None, force=True)
         async for row in self.magento.iter_rows():
-            rows.append(row)
-            if len(rows) % 1000 == 0:
-                self.progress("read_magento", len(rows), None)
-        self.progress("read_magento", len(rows), len(rows), force=True)
-        self.summary["magento_rows"] = len(rows)
-        return group_magento_rows(rows)
+            batch.append(row)
+            count += 1
+            if len(batch) == SPILL_BATCH:
+                self.spill.add_magento_rows(batch)
+                batch = []
+            if count % 1000 == 0:
+                self.progress("read_magento", count, None)
+        self.spill.add_magento_rows(batch)
+        self.progress("read_magento", count, count, force=True)
+        self.summary["magento_rows"] = count
 
-    async def _read_list(self, list_id: int, into: dict[tuple[int, str], IemRow]) -> int:
+    async def _read_list(self, list_id: int) -> int:
         """Reads one IEM list in a single streamed call, restarting it on transport failures."""
-        assert self.iem is not None
+        assert self.iem is not None and self.spill is not None
         attempts = self.config.interspire.retries + 1
         for attempt in range(1, attempts + 1):
-            rows: list[IemRow] = []
+            batch: list[IemRow] = []
+            count = 0
             self.progress("read_iem", 0, None, force=True)
             try:
                 async for row in self.iem.iter_subscribers(list_id):
-                    rows.append(row)
-                    if len(rows) % 1000 == 0:
-                        self.progress("read_iem", len(rows), None)
+                    batch.append(row)
+                    count += 1
+                    if len(batch) == SPILL_BATCH:
+                        self.spill.add_iem_rows(batch)
+                        batch = []
+                    if count % 1000 == 0:
+                        self.progress("read_iem", count, None)
             except IemTransientError as error:
+                self.spill.discard_iem_list(list_id)
                 if attempt == attempts:
                     raise RunAborted(
-                        _("reading IEM list {list_id} failed {n} times; last error: {error}").format(
+                        Translatable("reading IEM list {list_id} failed {n} times; last error: {error}",
                             list_id=list_id, n=attempts, error=error)
                     ) from error
                 delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -413,9 +457,9 @@ class SyncRun:
                             list_id, type(error).__name__, error, delay)
                 await asyncio.sleep(delay)
                 continue
-            into.update(index_iem_rows(rows))
-            self.progress("read_iem", len(rows), len(rows), force=True)
-            return len(rows)
+            self.spill.add_iem_rows(batch)
+            self.progress("read_iem", count, count, force=True)
+            return count
         return 0
 
     # --- writing ---
@@ -424,11 +468,12 @@ class SyncRun:
         by = self.counts.setdefault(action, {})
         by[outcome] = by.get(outcome, 0) + 1
 
-    def _record_up_front(self, plan: Plan) -> None:
+    def _record_up_front(self) -> None:
         """Records what needs no write: settled states, and bad data that fails up front."""
-        assert self.run_id is not None
-        self.store.save_states(plan.settled)
-        for decision, reason in plan.invalid:
+        assert self.run_id is not None and self.spill is not None
+        for states in self.spill.iter_settled():
+            self.store.save_states(states)
+        for decision, reason in self.spill.iter_invalid():
             self._item_failed_now(decision, "invalid_data", reason)
             self.store.save_rejection(
                 Rejection(decision.email_norm, decision.website_id or 0, decision.action.value,
@@ -447,9 +492,10 @@ class SyncRun:
         log.warning("run %d: %s %s failed: %s", self.run_id, decision.action.value, decision.email, message)
 
     async def _write(self, plan: Plan) -> None:
-        total = sum(len(g.decisions) for g in plan.groups)
+        assert self.spill is not None
+        total = sum(plan.counts().values())
         self.progress("write", 0, total, force=True)
-        groups = iter(plan.groups)
+        groups = self.spill.iter_planned()
         workers = max(1, self.config.interspire.concurrency)
 
         async def worker() -> None:
@@ -523,10 +569,10 @@ class SyncRun:
                 return await self._apply_iem(d, attempts)
             return await self._apply_magento(d, guest_ids)
         except IemAuthError as error:
-            self.fatal = RunAborted(
-                _("IEM refused the username and token during the run ({error}); the run stopped").format(
-                    error=error.message)
-            )
+            if self.fatal is None:  # the first error is the cause; later workers only see its effects
+                self.fatal = RunAborted(Translatable(
+                    "IEM refused the username and token during the run ({error}); the run stopped",
+                    error=error.message))
             return Outcome.FAILED.value, "authentication", error.message
         except IemRejected as error:
             return Outcome.FAILED.value, "rejected", error.message
@@ -537,7 +583,8 @@ class SyncRun:
         except InvalidRecord as error:
             return Outcome.FAILED.value, "rejected", str(error)
         except MagentoConnectionError as error:
-            self.fatal = RunAborted(str(error))
+            if self.fatal is None:
+                self.fatal = RunAborted(str(error))
             return Outcome.FAILED.value, "connection", str(error)
         except MagentoError as error:
             return Outcome.FAILED.value, "database", str(error)
@@ -624,17 +671,29 @@ class SyncRun:
             guest_ids[d.website_id or 0] = new_id
             return Outcome.SUCCEEDED.value, None, None
 
-        missed = []
-        for subscriber_id, status in d.rows:
-            async with self.magento_lock:
-                changed = await self.magento.set_status(subscriber_id, status, d.target_status or 0)
-            if not changed:
-                missed.append(subscriber_id)
+        async with self.magento_lock:
+            missed = await self.magento.set_statuses(d.rows, d.target_status or 0)
         if missed:
             return (Outcome.SKIPPED.value, "conflict",
                     f"subscriber_id {', '.join(map(str, missed))} changed in Magento during the run; "
                     "the next run decides")
         return Outcome.SUCCEEDED.value, None, None
+
+
+def reason_of(error: BaseException) -> Translatable | str:
+    """Return the message an error was raised with, keeping a Translatable for the history."""
+    if error.args and isinstance(error.args[0], Translatable):
+        return error.args[0]
+    return str(error)
+
+
+def english(error: Translatable | str) -> str:
+    return error.english() if isinstance(error, Translatable) else error
+
+
+def error_summary(error: Translatable | str) -> dict[str, Any]:
+    """Return the summary entry that lets clients show a run's error in their own language."""
+    return {"error_message": message_dict(error)}
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -13,6 +13,7 @@ import random
 
 from edm_tui.config import ScheduleConfig
 
+
 def _next_local_time(after: float, hour: int, minute: int) -> float:
     """Return the first moment strictly after `after` whose local time is hour:minute."""
     moment = dt.datetime.fromtimestamp(after).astimezone()

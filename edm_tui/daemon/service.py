@@ -23,7 +23,7 @@ from edm_tui import __version__
 from edm_tui.checks import is_certificate_failure
 from edm_tui.client import default_socket_path
 from edm_tui.config import Config, ConfigError, load_config
-from edm_tui.daemon.history import HistoryStore
+from edm_tui.daemon.history import HistoryStore, history_open_failure, history_write_failure
 from edm_tui.daemon.logs import LogBuffer
 from edm_tui.daemon.notify import Notifier, watchdog_loop
 from edm_tui.daemon.peers import AccessPolicy
@@ -37,7 +37,6 @@ from edm_tui.daemon.runner import (
     SyncRun,
 )
 from edm_tui.daemon.schedule import next_run_at
-from edm_tui.i18n import _
 
 log = logging.getLogger("edm_sync.daemon")
 
@@ -223,7 +222,7 @@ class Daemon:
             if self.store is not None:
                 self.store.close()
                 self.store = None
-            self.history_error = history_open_failure(path, error)
+            self.history_error = str(history_open_failure(path, error))
             log.error("history database %s cannot be opened: %s", path, error)
             return False
         if interrupted:
@@ -344,7 +343,7 @@ class Daemon:
         except sqlite3.Error as error:
             path = self.store.path if self.store else self.state_dir / "history.sqlite3"
             active.error = error
-            error_text = history_write_failure(path, error)
+            error_text = str(history_write_failure(path, error))
             log.error("run %s failed: writing the history database %s or a temporary file beside it failed: %s",
                       active.run_id, path, error)
         except Exception as error:  # noqa: BLE001 - a crashed run must not stop the daemon
@@ -359,6 +358,7 @@ class Daemon:
                 "status": record.status if record else "failed",
                 "counts": record.counts if record else {},
                 "error": record.error if record else error_text,
+                "error_message": record.summary.get("error_message") if record else None,
             })
             self._schedule()
             self._notify_status()
@@ -452,20 +452,6 @@ class Daemon:
                            max_clients=max_clients, server_name=f"edm-sync {__version__}")
         register_methods(server, self)
         return server
-
-
-def history_open_failure(path: Path, error: BaseException) -> str:
-    """Return the message for a history database that cannot be opened or created."""
-    return _("the history database {path} cannot be opened ({error}); make {folder} a writable folder "
-             "of the service's user, with free space, then start a run again").format(
-        path=path, error=error, folder=path.parent)
-
-
-def history_write_failure(path: Path, error: BaseException) -> str:
-    """Return the message for a run that could not write the history or its temporary file beside it."""
-    return _("writing the history database {path} or a run's temporary file beside it failed ({error}); "
-             "free space on the file system of {folder} or make it writable, then start a run again").format(
-        path=path, error=error, folder=path.parent)
 
 
 def _local(stamp: float) -> str:

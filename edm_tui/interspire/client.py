@@ -21,6 +21,7 @@ import httpx
 
 from edm_tui.interspire.errors import (
     IemBadResponse,
+    IemCertificateError,
     IemConnectionError,
     IemError,
     IemHttpError,
@@ -28,6 +29,7 @@ from edm_tui.interspire.errors import (
     IemRequestError,
     IemTimeout,
     IemTransientError,
+    is_certificate_failure,
 )
 from edm_tui.interspire.limiter import AdaptiveLimiter, LimiterStats
 from edm_tui.interspire.stream import SubscriberStreamParser
@@ -417,6 +419,10 @@ class _ResponseStream:
         except httpx.TimeoutException as error:
             raise IemTimeout(_describe_timeout(error, self._timeout)) from error
         except httpx.TransportError as error:
+            if is_certificate_failure(error):
+                raise IemCertificateError(
+                    f"the TLS certificate of {_display_url(self._url)} could not be verified: {error}"
+                ) from error
             raise IemConnectionError(
                 f"request to IEM failed: {type(error).__name__}: {error}"
             ) from error

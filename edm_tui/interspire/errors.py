@@ -12,6 +12,8 @@ retries included; 0 when nothing was sent). IEM's own errormessage is passed on 
 
 from __future__ import annotations
 
+import ssl
+
 from edm_tui.i18n import _
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "IemServerError",
     "IemTimeout",
     "IemTransientError",
+    "IemCertificateError",
+    "is_certificate_failure",
     "classify_failure",
 ]
 
@@ -53,6 +57,22 @@ class IemError(Exception):
 
 class IemAuthError(IemError):
     """IEM rejected the XML username or token, or its XML API policy denied access."""
+
+
+class IemCertificateError(IemError):
+    """The IEM server's TLS certificate could not be verified; sending the call again cannot help."""
+
+
+def is_certificate_failure(error: BaseException) -> bool:
+    """Check whether `error` or an exception in its cause chain is a failed TLS certificate check."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # Transport and response problems: worth retrying

@@ -15,6 +15,7 @@ from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import CONNECTED, CONNECTING
 from edm_tui.i18n import _
 from edm_tui.messages import ConnectionChanged, DaemonEvent
+from edm_tui.summary import run_error_text
 from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.labels import (
     STATUS_LOOK,
@@ -160,6 +161,7 @@ class DashboardScreen(Screen[None]):
             "started_at": previous.get("started_at"),
             "counts": data.get("counts") or {},
             "error": data.get("error"),
+            "error_message": data.get("error_message"),
         }
         self._render_overview()
 
@@ -245,7 +247,7 @@ class DashboardScreen(Screen[None]):
         if counts:
             lines.append(Content(counts))
         if last.get("error"):
-            lines.append(Content(_("Reason: {error}").format(error=last["error"])))
+            lines.append(Content(_("Reason: {error}").format(error=run_error_text(last))))
         widget.update(Content("\n").join(lines))
 
     # --- opening a run ---

@@ -23,7 +23,7 @@ from edm_tui.export import export_items
 from edm_tui.i18n import _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
-from edm_tui.summary import action_label, reason_word
+from edm_tui.summary import action_label, reason_word, run_error_text
 from edm_tui.sync.model import Action
 from edm_tui.widgets.filter_bar import FilterBar
 from edm_tui.widgets.footer import Footer
@@ -109,7 +109,7 @@ def run_header(run: Record) -> str:
     if run.get("allow_mass_changes"):
         lines.append(_("The safety brake was overridden for this run."))
     if run.get("error"):
-        lines.append(_("Error: {error}").format(error=run["error"]))
+        lines.append(_("Error: {error}").format(error=run_error_text(run)))
 
     counts = run.get("counts") or {}
     if not counts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from edm_tui.i18n import _
+from edm_tui.i18n import Translatable
 from edm_tui.sync.identity import IemClass
 from edm_tui.sync.model import Action
 from edm_tui.sync.reconcile import Plan
@@ -24,17 +24,17 @@ class BrakeReason:
     list_id: int = 0
     subscribed: int = 0
 
-    def message(self) -> str:
+    def message(self) -> Translatable:
         if self.code == "empty_list":
-            return _(
+            return Translatable(
                 "IEM list {list_id} returned no subscribers, but the last sync saw {subscribed} "
                 "active there; check the list in IEM before letting a run through"
-            ).format(list_id=self.list_id, subscribed=self.subscribed)
+            , list_id=self.list_id, subscribed=self.subscribed)
         side = "IEM" if self.side == "iem" else "Magento"
-        return _(
+        return Translatable(
             "the run would unsubscribe {count} subscribers in {side}, more than the limit of "
             "{limit} (the larger of {minimum} and 5 percent of {subscribed} subscribed)"
-        ).format(count=self.count, side=side, limit=self.limit, minimum=MIN_LIMIT,
+        , count=self.count, side=side, limit=self.limit, minimum=MIN_LIMIT,
                  subscribed=self.subscribed)
 
 
@@ -59,12 +59,11 @@ def check_brake(
             return BrakeReason("empty_list", list_id=list_id, subscribed=active_before[list_id])
 
     limit = unsubscribe_limit(plan.subscribed_identities)
-    by_side = {"iem": 0, "magento": 0}
-    for decision in plan.decisions:
-        if decision.action is Action.UNSUBSCRIBE_IEM:
-            by_side["iem"] += 1
-        elif decision.action is Action.UNSUBSCRIBE_MAGENTO:
-            by_side["magento"] += 1
+    counts = plan.counts()
+    by_side = {
+        "iem": counts.get(Action.UNSUBSCRIBE_IEM.value, 0),
+        "magento": counts.get(Action.UNSUBSCRIBE_MAGENTO.value, 0),
+    }
     for side, count in by_side.items():
         if count > limit:
             return BrakeReason("mass_unsubscribe", side=side, count=count, limit=limit,

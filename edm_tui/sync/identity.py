@@ -92,18 +92,30 @@ class MagentoScan:
     duplicates: int = 0  # identities with more than one row
 
 
+OUT_OF_SCOPE = "out_of_scope"
+INVALID_EMAIL = "invalid_email"
+
+
+def magento_identity(row: MagentoRow) -> Identity | str:
+    """Return the row's identity, or OUT_OF_SCOPE or INVALID_EMAIL when it is left out."""
+    if not row.website_id:
+        return OUT_OF_SCOPE
+    if row.email is None or not row.email.strip():
+        return INVALID_EMAIL
+    return (normalise_email(row.email), row.website_id)
+
+
 def group_magento_rows(rows: Iterable[MagentoRow]) -> MagentoScan:
     scan = MagentoScan(identities={})
 
     for row in rows:
-        if not row.website_id:
+        key = magento_identity(row)
+        if key == OUT_OF_SCOPE:
             scan.out_of_scope += 1
-            continue
-        if row.email is None or not row.email.strip():
+        elif key == INVALID_EMAIL:
             scan.invalid_email += 1
-            continue
-        key = (normalise_email(row.email), row.website_id)
-        scan.identities.setdefault(key, []).append(row)
+        else:
+            scan.identities.setdefault(key, []).append(row)  # type: ignore[arg-type]
 
     for key, group in scan.identities.items():
         if len(group) > 1:

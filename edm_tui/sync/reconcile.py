@@ -8,7 +8,7 @@ unsubscribe), pending statuses, deleted rows, names, and lists shared by several
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 
 from edm_tui.sync.identity import (
@@ -80,6 +80,13 @@ class GroupPlan:
 
 @dataclass(slots=True)
 class Plan:
+    """A run's decisions and counts.
+
+    A streamed plan (see `edm_tui.daemon.spill`) keeps only a sample of its groups and
+    invalid decisions, so that its size does not grow with the shop. Its `totals` then contains the
+    decision count of every action, and `truncated` is true.
+    """
+
     groups: list[GroupPlan] = field(default_factory=list)
     settled: list[SyncedState] = field(default_factory=list)  # no write needed, record what was seen
     rejected: list[Decision] = field(default_factory=list)  # refused before; data unchanged
@@ -91,12 +98,19 @@ class Plan:
     duplicates: int = 0
     pending: int = 0
     unknown_status: int = 0
+    rejected_count: int | None = None  # len(rejected) of the whole plan; a streamed plan leaves rejected empty
+    totals: dict[str, int] | None = None  # decisions by action of the whole plan, when groups is a sample
+    truncated: bool = False
 
     @property
     def decisions(self) -> list[Decision]:
+        # NOTE: of a truncated plan these are the sampled decisions only; counts() has the totals.
         return [d for g in self.groups for d in g.decisions]
 
     def counts(self) -> dict[str, int]:
+        """Return the number of decisions by action value, of the whole plan."""
+        if self.totals is not None:
+            return dict(self.totals)
         counts: dict[str, int] = {}
         for decision in self.decisions:
             counts[decision.action.value] = counts.get(decision.action.value, 0) + 1
@@ -206,8 +220,25 @@ def _email_spelling(rows: list[MagentoRow], fallback: str) -> str:
     return fallback.strip()
 
 
+@dataclass(slots=True)
+class GroupInput:
+    """The Magento rows, IEM row, last synced states and rejections of one (list id, normalised email).
+
+    `websites` are the websites of the group's identities (those with Magento rows or a last
+    synced state), sorted. The mappings are keyed by website id.
+    """
+
+    list_id: int
+    email: str
+    websites: list[int]
+    rows: Mapping[int, list[MagentoRow]]
+    last: Mapping[int, SyncedState]
+    iem: IemRow | None
+    rejections: Mapping[int, Rejection]
+
+
 class Reconciler:
-    """Builds a plan from both sides and the last synced state."""
+    """Builds a plan from both sides and the last synced state, all held in memory."""
 
     def __init__(
         self,
@@ -222,7 +253,7 @@ class Reconciler:
         self.iem_rows = iem_rows
         self.last = last
         self.rejections = rejections or {}
-        self.moved_ids = self._subscriber_ids_now()
+        self.planner = GroupPlanner(options, self._subscriber_ids_now())
 
     def _subscriber_ids_now(self) -> dict[int, str]:
         ids: dict[int, str] = {}
@@ -245,13 +276,36 @@ class Reconciler:
             groups.setdefault(key, set())
 
         for (list_id, email), websites in groups.items():
-            self._plan_group(plan, list_id, email, sorted(websites))
+            self.planner.plan_group(plan, self._group_input(list_id, email, sorted(websites)))
         return plan
 
-    def _plan_group(self, plan: Plan, list_id: int, email: str, websites: list[int]) -> None:
-        iem = self.iem_rows.get((list_id, email))
+    def _group_input(self, list_id: int, email: str, websites: list[int]) -> GroupInput:
+        rows = {w: self.scan.identities[(email, w)] for w in websites if (email, w) in self.scan.identities}
+        last = {w: self.last[(email, w)] for w in websites if (email, w) in self.last}
+        rejections = {w: r for w in (*websites, *self.options.websites, 0)
+                      if (r := self.rejections.get((email, w))) is not None}
+        return GroupInput(list_id, email, websites, rows, last, self.iem_rows.get((list_id, email)),
+                          rejections)
+
+
+class GroupPlanner:
+    """Plans one group at a time.
+
+    `subscriber_ids_now` contains the subscriber_id of every in-scope Magento row with an
+    email address, across all groups: an identity whose rows are gone but whose subscriber_id
+    still exists had its email address changed.
+    """
+
+    def __init__(self, options: SyncOptions, subscriber_ids_now: Container[int]) -> None:
+        self.options = options
+        self.moved_ids = subscriber_ids_now
+
+    def plan_group(self, plan: Plan, group: GroupInput) -> None:
+        """Add the group's counts, decisions and settled states to `plan`."""
+        list_id, email = group.list_id, group.email
+        iem = group.iem
         icls = iem_class(iem)
-        members = [self._member(email, w) for w in websites]
+        members = [self._member(group, w) for w in group.websites]
 
         for m in members:
             plan.identities += 1
@@ -273,8 +327,8 @@ class Reconciler:
         decisions += self._names_decision(members, iem, decisions, list_id, email)
 
         planned = len(decisions)
-        decisions = self._drop_rejected(plan, decisions)
-        decisions = self._drop_invalid(plan, decisions)
+        decisions = self._drop_rejected(plan, group, decisions)
+        decisions = self._drop_invalid(plan, group, decisions)
         final = self._final_states(members, iem, icls, list_id, email, decisions)
 
         if decisions:
@@ -293,11 +347,12 @@ class Reconciler:
         elif len(decisions) == planned:
             # Nothing dropped: record what was seen. A refused or invalid write keeps the old
             # state instead, so it is reconsidered once the Magento data changes.
-            plan.settled.extend(s for s in final if self.last.get(s.key) != _without_time(s, self.last))
+            plan.settled.extend(s for s in final if group.last.get(s.website_id) != _without_time(s, group.last))
 
-    def _member(self, email: str, website: int) -> _Member:
-        rows = self.scan.identities.get((email, website), [])
-        last = self.last.get((email, website))
+    def _member(self, group: GroupInput, website: int) -> _Member:
+        email = group.email
+        rows = group.rows.get(website, [])
+        last = group.last.get(website)
         rep = representative(rows) if rows else None
         deleted = not rows and last is not None and last.magento_status is not None
         return _Member(
@@ -453,22 +508,22 @@ class Reconciler:
                      firstname=new_first, lastname=new_last, fingerprint=_fingerprint(speaker.rows))
         ]
 
-    def _drop_rejected(self, plan: Plan, decisions: list[Decision]) -> list[Decision]:
+    def _drop_rejected(self, plan: Plan, group: GroupInput, decisions: list[Decision]) -> list[Decision]:
         kept = []
         for d in decisions:
-            rejection = self.rejections.get((d.email_norm, d.website_id or 0))
+            rejection = group.rejections.get(d.website_id or 0)
             if rejection and rejection.action == d.action.value and rejection.fingerprint == d.fingerprint:
                 plan.rejected.append(d)
             else:
                 kept.append(d)
         return kept
 
-    def _drop_invalid(self, plan: Plan, decisions: list[Decision]) -> list[Decision]:
+    def _drop_invalid(self, plan: Plan, group: GroupInput, decisions: list[Decision]) -> list[Decision]:
         """Bad data fails up front so that one bad record never stops the run."""
         kept = []
         for d in decisions:
             if d.action is Action.UPDATE_NAMES and d.reason == "invalid_name":
-                rows = self.scan.identities.get((d.email_norm, d.website_id or 0), [])
+                rows = group.rows.get(d.website_id or 0, [])
                 reason = next((r.name_error for r in rows if r.name_error), "invalid name")
                 plan.invalid.append((d, reason))
             elif d.action is Action.CREATE_GUEST and len(d.email) > 150:
@@ -531,9 +586,12 @@ class Reconciler:
         return states
 
 
-def _without_time(state: SyncedState, last: Mapping[Identity, SyncedState]) -> SyncedState:
-    """Return the state with the stored record time, so that only real changes compare unequal."""
-    old = last.get(state.key)
+def _without_time(state: SyncedState, last: Mapping[int, SyncedState]) -> SyncedState:
+    """Return the state with the stored record time, so that only real changes compare unequal.
+
+    `last` contains the group's last synced states by website id.
+    """
+    old = last.get(state.website_id)
     if old is None:
         return state
     return replace(state, synced_at=old.synced_at)
@@ -551,7 +609,9 @@ def reconcile(
 
 __all__ = [
     "Decision",
+    "GroupInput",
     "GroupPlan",
+    "GroupPlanner",
     "Plan",
     "SyncOptions",
     "reconcile",

@@ -11,7 +11,7 @@ import time
 from typing import Any, ClassVar
 
 from edm_tui.i18n import _
-from edm_tui.summary import action_label, outcome_label
+from edm_tui.summary import action_label, outcome_label, run_error_text
 from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.paged_table import PagedTable
 from edm_tui.widgets.record_grid import GridColumn, Record
@@ -118,7 +118,7 @@ def run_columns() -> list[GridColumn]:
                    lambda r: outcome_total(r, "failed"), align="right",
                    style=lambda r: TONES["failed"] if outcome_total(r, "failed") else None),
         # Width 0 keeps the grid within 80 columns; wider terminals give the room to it.
-        GridColumn("error", _("Error"), 0, lambda r: r.get("error") or "", flex=True),
+        GridColumn("error", _("Error"), 0, lambda r: run_error_text(r) or "", flex=True),
     ]
 
 

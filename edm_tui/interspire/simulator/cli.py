@@ -13,8 +13,8 @@ from typing import Any
 
 from edm_tui.i18n import _
 from edm_tui.interspire.simulator.config import DUPLICATE_STYLES, FAULT_KINDS, ConfigError, parse_fault_option
-from edm_tui.interspire.simulator.render import DIALECTS
 from edm_tui.interspire.simulator.core import build_simulator
+from edm_tui.interspire.simulator.render import DIALECTS
 from edm_tui.interspire.simulator.server import API_PATH, HOST, SimulatorHTTPServer
 from edm_tui.interspire.simulator.state import DEFAULT_TOKEN, DEFAULT_USERNAME
 
