@@ -330,6 +330,12 @@ class HistoryStore:
     def load_state(self) -> dict[tuple[str, int], SyncedState]:
         return {item.key: item for item in self.iter_states()}
 
+    def active_by_list(self) -> dict[int, int]:
+        """Return how many identities were active in IEM at the last sync, by list id."""
+        rows = self.db.execute(
+            "SELECT list_id, COUNT(*) FROM synced_state WHERE iem_class = 'active' GROUP BY list_id")
+        return {list_id: count for list_id, count in rows}
+
     def iter_states(self) -> Iterator[SyncedState]:
         """Stream the last synced state of every identity, in no particular order."""
         rows = self.db.execute(

@@ -375,7 +375,10 @@ class SyncRun:
             sizes[list_id] = await self._read_list(list_id)
 
         self.progress("plan", 0, None, force=True)
-        self.spill.add_states(self.store.iter_states())
+        if Path(self.store.path).is_file():
+            self.spill.copy_states(Path(self.store.path), i.list_id, i.website_lists)
+        else:  # a history without a file of its own, as some tests make
+            self.spill.add_states(self.store.iter_states())
         self.spill.add_rejections(self.store.iter_rejections())
         options = SyncOptions(
             default_list=i.list_id,
@@ -408,7 +411,7 @@ class SyncRun:
         if plan.unknown_status:
             log.info("%d identities have an unknown subscriber_status; treated as pending",
                      plan.unknown_status)
-        brake = None if self.allow_mass_changes else check_brake(plan, sizes, self.store.iter_states())
+        brake = None if self.allow_mass_changes else check_brake(plan, sizes, active_before=self.store.active_by_list())
         return plan, brake
 
     async def _read_magento(self) -> None:

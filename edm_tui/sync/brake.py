@@ -45,14 +45,22 @@ def unsubscribe_limit(subscribed: int) -> int:
 def check_brake(
     plan: Plan,
     list_sizes: Mapping[int, int],
-    last: Mapping[tuple[str, int], SyncedState] | Iterable[SyncedState],
+    last: Mapping[tuple[str, int], SyncedState] | Iterable[SyncedState] = (),
+    *,
+    active_before: Mapping[int, int] | None = None,
 ) -> BrakeReason | None:
-    """Why this plan must not run unattended, or None when it may."""
-    states = last.values() if isinstance(last, Mapping) else last
-    active_before: dict[int, int] = {}
-    for state in states:
-        if state.iem_class == IemClass.ACTIVE.value:
-            active_before[state.list_id] = active_before.get(state.list_id, 0) + 1
+    """Why this plan must not run unattended, or None when it may.
+
+    `active_before` (identities active in IEM at the last sync, by list) can be given instead
+    of `last`, from which it is counted otherwise.
+    """
+    if active_before is None:
+        states = last.values() if isinstance(last, Mapping) else last
+        counted: dict[int, int] = {}
+        for state in states:
+            if state.iem_class == IemClass.ACTIVE.value:
+                counted[state.list_id] = counted.get(state.list_id, 0) + 1
+        active_before = counted
 
     for list_id, size in sorted(list_sizes.items()):
         if size == 0 and active_before.get(list_id, 0) > 0:

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=_("error for a duplicate add: the 6.1.5+ message or the 6.1.4 bare subscriber id (default message)"),
     )
     parser.add_argument("--auth-delay", type=float, default=5.0, metavar="SECONDS", help=_("sleep after each failed login (default 5)"))
-    parser.add_argument("--latency-ms", type=float, default=0, metavar="N", help=_("delay before each API request, in milliseconds (default 0)"))
+    parser.add_argument("--latency-ms", type=float, default=0, metavar="N", help=_("time each API request takes at least, its handling included, in milliseconds (default 0)"))
     parser.add_argument("--max-concurrency", type=int, metavar="N", help=_("API requests handled at once, others wait (default no limit)"))
     parser.add_argument(
         "--fault",

@@ -90,8 +90,8 @@ class SimulatorConfig:
     `duplicate_style` is "message" (IEM 6.1.5 and later reject a duplicate add with "<email>
     already exists in the given list") or "id" (6.1.4 and older reject it with the bare
     subscriber id). `auth_delay` is the sleep in seconds after a failed login, and
-    `latency_ms` a delay before every API request. `max_concurrency` is the number of API
-    requests handled at once (None for no limit). `now` is a frozen Unix time for the dates
+    `latency_ms` the time every API request takes at least, its handling included.
+    `max_concurrency` is the number of API requests handled at once (None for no limit). `now` is a frozen Unix time for the dates
     the simulator writes (None for the real clock). `display_errors` sets whether PHP
     notices and fatal errors are printed into responses, as with PHP's `display_errors=On`.
     """

@@ -23,6 +23,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,11 +32,21 @@ from urllib.parse import urlsplit
 
 from edm_tui.interspire.simulator.config import ConfigError, FaultRule, SimulatorConfig
 from edm_tui.interspire.simulator.core import Simulator, build_simulator
-from edm_tui.interspire.simulator.faults import BOM, HTML_ERROR_PAGE, NOTICE_PREFIX, PRE_RUN_FAULTS, UPGRADE_LOCATION
+from edm_tui.interspire.simulator.faults import (
+    BOM,
+    HTML_ERROR_PAGE,
+    NOTICE_PREFIX,
+    PRE_RUN_FAULTS,
+    UPGRADE_LOCATION,
+)
 from edm_tui.interspire.simulator.methods import canonical_method_name
 from edm_tui.interspire.simulator.render import ApiResponse
 from edm_tui.interspire.simulator.request import Envelope
-from edm_tui.interspire.simulator.state import SimulatorState, StateError, decode_state_object
+from edm_tui.interspire.simulator.state import (
+    SimulatorState,
+    StateError,
+    decode_state_object,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +185,9 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _serve_api(self, simulator: Simulator, body: bytes) -> None:
         with simulator.gate.slot():
-            if simulator.config.latency_ms > 0:
-                simulator.stopping.wait(simulator.config.latency_ms / 1000)
+            # A request holds its slot for latency_ms in all, its handling included, as on a
+            # server whose answers take that long; a slower handling is not padded further.
+            answer_at = time.monotonic() + simulator.config.latency_ms / 1000
             parsed = simulator.api.parse(self.headers.get("Content-Type"), body)
             method = parsed.requestmethod if isinstance(parsed, Envelope) else None
             simulator.recorder.count_request(canonical_method_name(method) if method is not None else None)
@@ -184,11 +196,13 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                 simulator.recorder.count_fault()
                 logger.debug("Injecting fault %s into %s", fault.kind, method)
                 if fault.kind in PRE_RUN_FAULTS:
+                    _wait_until(simulator, answer_at)
                     self._send_pre_run_fault(fault)
                     return
             response = simulator.api.handle(parsed, self.client_address[0], fault.kind if fault else None)
             if fault is not None and fault.kind == "slow":
                 simulator.stopping.wait(fault.slow_seconds)
+            _wait_until(simulator, answer_at)
             self._send_api_response(simulator, response, fault)
 
     def _send_pre_run_fault(self, fault: FaultRule) -> None:
@@ -369,3 +383,10 @@ def start_simulator(state_path: Path | None = None, *, port: int = 0, tls_cert: 
     thread.start()
     logger.info("IEM simulator listening on %s://%s:%d%s", server.scheme, HOST, server.port, API_PATH)
     return SimulatorHandle(server, thread)
+
+
+def _wait_until(simulator: Simulator, moment: float) -> None:
+    """Wait until the monotonic time `moment`, or until the simulator stops."""
+    remaining = moment - time.monotonic()
+    if remaining > 0:
+        simulator.stopping.wait(remaining)
