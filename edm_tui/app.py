@@ -361,7 +361,7 @@ class EdmTuiApp(App[None]):
         for namespace, binding, enabled, _tooltip in screen.active_bindings.values():
             if binding.system or not binding.description or binding.action.startswith("explain_disabled"):
                 continue
-            if namespace is not self and not binding.show:
+            if namespace is not self and not binding.show and not binding.id:
                 continue  # Textual's hidden keys, such as the cursor keys of a table and tab
             reason = ""
             if namespace is self:

@@ -284,3 +284,40 @@ def test_run_detail_hu(fixed_daemon: DaemonProcess, snap_compare: Any) -> None:
 
     app = app_for(fixed_daemon, lambda: RunDetailScreen(BIG_RUN))
     assert snap_compare(app, terminal_size=SIZE, run_before=checked(run_before))
+
+
+# --- every screen inside the real dashboard app, whose own keys join each footer ---
+
+
+async def test_app_screens_nothing_cut_hu(tmp_path: Path) -> None:
+    with FakeDaemon(tmp_path / "d.sock", idle_status()) as fake:
+        app = make_app(fake.path)
+        async with app.run_test(size=SIZE) as pilot:
+            await _wait_for_dashboard(pilot)
+            for key, screen_type in (("h", HistoryScreen), ("c", ConfigScreen), ("p", PlanScreen)):
+                await pilot.press(key)
+                await wait_until(pilot, lambda: isinstance(app.screen, screen_type), screen_type.__name__)
+                await pilot.pause(0.3)
+                assert_nothing_cut(app)
+                footer = screen_text(app).splitlines()[-1]
+                assert "Súgó" in footer, footer
+                await pilot.press("escape")
+                await wait_until(pilot, lambda: not isinstance(app.screen, screen_type), "the dashboard")
+
+
+async def test_help_lists_grid_keys_hu(tmp_path: Path) -> None:
+    with FakeDaemon(tmp_path / "d.sock", idle_status()) as fake:
+        app = make_app(fake.path)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await _wait_for_dashboard(pilot)
+            await pilot.press("h")
+            await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen), "the history")
+            await pilot.pause(0.3)
+            await pilot.press("question_mark")
+            await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+            help_screen = app.screen
+            assert isinstance(help_screen, HelpScreen)
+            shown = [item.description for section in help_screen.sections for item in section.keys]
+
+    assert "Első sor" in shown
+    assert "Rendezés a következő oszlop szerint" in shown

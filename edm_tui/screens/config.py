@@ -26,7 +26,7 @@ from edm_tui.connection import DaemonConnection
 from edm_tui.i18n import N_, _, ngettext, translate_message
 from edm_tui.messages import DaemonEvent
 from edm_tui.widgets.config_form import CheckResults, ConfigForm, SwitchField
-from edm_tui.widgets.footer import Footer
+from edm_tui.widgets.footer import DASHBOARD_ACTIONS, Footer
 from edm_tui.widgets.lifecycle import is_closing
 
 log = logging.getLogger("edm_sync.tui")
@@ -137,6 +137,9 @@ class UnsavedChangesScreen(ModalScreen[str]):
 
 class ConfigScreen(Screen[None]):
     """Edit, check, test and save the daemon's configuration file."""
+
+    # q types into the fields here, so the footer does not offer it; ctrl+q still quits.
+    FOOTER_HIDDEN_ACTIONS: ClassVar[frozenset[str]] = DASHBOARD_ACTIONS | {"request_quit"}
 
     DEFAULT_CSS = """
     ConfigScreen {

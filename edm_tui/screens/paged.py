@@ -22,6 +22,7 @@ from textual.worker import Worker
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import CONNECTED
+from edm_tui.widgets.footer import DASHBOARD_ACTIONS
 from edm_tui.i18n import N_, _
 from edm_tui.messages import ConnectionChanged
 from edm_tui.widgets.filter_bar import FilterBar
@@ -61,6 +62,8 @@ def email_input(value: str, *, id: str) -> Input:
 
 class PagedGridScreen(Screen[None]):
     """A screen with one RunTable that pages from the daemon, a filter bar and a status line."""
+
+    FOOTER_HIDDEN_ACTIONS: ClassVar[frozenset[str]] = DASHBOARD_ACTIONS
 
     TABLE_ID: ClassVar[str]
     STATUS_ID: ClassVar[str]

@@ -26,7 +26,7 @@ from edm_tui.i18n import N_, _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.summary import action_label, reason_word
 from edm_tui.sync.model import Action
-from edm_tui.widgets.footer import Footer
+from edm_tui.widgets.footer import DASHBOARD_ACTIONS, Footer
 from edm_tui.widgets.lifecycle import is_closing
 
 log = logging.getLogger("edm_sync.tui")
@@ -61,6 +61,8 @@ def ordered_actions(actions: dict[str, Any]) -> list[str]:
 
 class PlanScreen(Screen[None]):
     """The daemon's dry run as a table of actions, with the first items of the selected one."""
+
+    FOOTER_HIDDEN_ACTIONS: ClassVar[frozenset[str]] = DASHBOARD_ACTIONS
 
     DEFAULT_CSS = """
     PlanScreen {

@@ -9,16 +9,26 @@ from textual.widgets._footer import FooterKey, FooterLabel
 from edm_tui.i18n import N_, _
 
 
+# The dashboard's own keys. They work on every screen, but only the dashboard lists them in its
+# footer: with them, the footers of the other screens do not fit in 80 columns in Hungarian.
+DASHBOARD_ACTIONS = frozenset({"sync_now", "plan", "history", "config"})
+
+
 class Footer(TextualFooter):
     """Textual's footer, translating each key's description and tooltip into the active language.
 
     Key bindings carry English texts (marked with `N_`) because they are made when their
-    class is created; this is the place where they reach the screen. Textual's own widgets
+    class is created; this is the place where they reach the screen. A screen leaves keys out
+    of its footer by listing their actions in `FOOTER_HIDDEN_ACTIONS`; the help screen still
+    lists them. Textual's own widgets
     (the Select menu, the command palette) are translated the same way from the catalog.
     """
 
     def compose(self) -> ComposeResult:
+        hidden = getattr(self.screen, "FOOTER_HIDDEN_ACTIONS", frozenset())
         for widget in super().compose():
+            if isinstance(widget, FooterKey) and widget.action in hidden:
+                continue
             if isinstance(widget, FooterKey):
                 widget.description = _(widget.description) if widget.description else ""
                 if isinstance(widget.tooltip, str) and widget.tooltip:
