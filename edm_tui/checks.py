@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,9 @@ async def _check_iem(config: Config) -> list[CheckResult]:
                     Translatable("IEM refused user {user} with this token", user=i.username),
                     Translatable(
                         "copy the XML username and token from IEM's user settings (Advanced User Settings) "
-                        "into interspire.username and interspire.token"
+                        "into interspire.username and interspire.token; after several refused tries IEM "
+                        "also refuses a correct token from this machine for a few minutes, so wait 5 "
+                        "minutes before you check again"
                     ),
                 )
             )
@@ -230,6 +233,8 @@ async def _check_magento(config: Config) -> list[CheckResult]:
             )
         )
 
+        results.append(await _check_websites(db, config))
+
         missing_rights = await db.check_write_rights()
         if missing_rights:
             results.append(
@@ -255,3 +260,23 @@ async def _check_magento(config: Config) -> list[CheckResult]:
     finally:
         await db.close()
     return results
+
+
+async def _check_websites(db: MagentoDatabase, config: Config) -> CheckResult:
+    """Check that every website named in interspire.website_lists exists in the shop."""
+    title = Translatable("Websites in interspire.website_lists")
+    websites = await db.website_ids()
+    unknown = unknown_websites(config.interspire.website_lists, websites)
+    if unknown:
+        return CheckResult("magento_websites", False, title,
+                           Translatable("website {ids} not found; the shop's websites are {known}",
+                                        ids=", ".join(map(str, unknown)), known=", ".join(map(str, websites))),
+                           Translatable("correct the website ids (the keys) of interspire.website_lists"))
+    return CheckResult("magento_websites", True, title,
+                       Translatable("all found among the shop's websites ({known})",
+                                    known=", ".join(map(str, websites))))
+
+
+def unknown_websites(website_lists: Mapping[int, int], websites: Iterable[int]) -> list[int]:
+    """Return the website ids of `website_lists` that the shop does not have, in ascending order."""
+    return sorted(set(website_lists) - set(websites))

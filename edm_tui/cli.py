@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edm-sync",
         description=_("Keeps Magento 2 newsletter subscribers and an Interspire Email Marketer list in step."),
     )
-    parser.add_argument("--version", action="version", version=f"edm-sync {__version__}")
+    parser.add_argument("--version", action="version", version=f"edm-sync {__version__}",
+                        help=_("show program's version number and exit"))
     _add_common(parser, top=True)
     parser.add_argument("--socket", metavar="PATH", default=None,
                         help=_("the daemon's socket, for daemon, status and run-now"))
@@ -57,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help=_("show what a sync would change, without writing anything"))
     _add_common(plan, top=False)
     plan.add_argument("--json", action="store_true", help=_("print the plan as one JSON object on stdout"))
-    plan.add_argument("--limit", type=int, default=10, metavar="N",
+    plan.add_argument("--limit", type=_positive_int, default=10, metavar="N",
                       help=_("items shown per action (default 10)"))
 
     history = commands.add_parser("history", help=_("list past runs, or the items of one run"))
     _add_common(history, top=False)
     history.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID", help=_("show the items of this run"))
     history.add_argument("--json", action="store_true", help=_("print JSON on stdout"))
-    history.add_argument("--limit", type=int, metavar="N",
+    history.add_argument("--limit", type=_positive_int, metavar="N",
                          help=_("runs listed (default 20); items shown with RUN_ID (default all)"))
 
     check = commands.add_parser("check", help=_("test the configuration: IEM, the list, fields, Magento"))
@@ -152,6 +153,17 @@ def _load(args: argparse.Namespace) -> Config:
     for warning in config.warnings:
         print(_("warning: {message}").format(message=warning), file=sys.stderr)
     return config
+
+
+def _positive_int(text: str) -> int:
+    """Parse a count given on the command line; argparse reports the error with the option's name."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(_("{value!r} is not a whole number").format(value=text)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(_("must be at least 1, got {value}").format(value=value))
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

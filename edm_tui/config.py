@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import math
 import os
@@ -434,12 +435,30 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
 
 
 def tls_warnings(config: Config) -> tuple[str, ...]:
-    """Return the warning for `interspire.verify_tls = false`, or nothing when it is on."""
+    """Return the warnings for an IEM address that is not protected by a checked TLS certificate.
+
+    A plain http:// address to another machine sends the token unencrypted; loopback
+    addresses (a local test server, the simulator) get no warning.
+    """
+    url = config.interspire.url
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        return (_("interspire.url {url} is plain http: the XML token travels unencrypted, so a machine on "
+                  "the network path can read it; use the https address of IEM").format(url=url),)
     if config.interspire.verify_tls:
         return ()
     return (_("interspire.verify_tls is false: the TLS certificate of {url} is not checked, so a machine "
               "on the network path can pose as IEM and read the XML token; set it to true unless this "
-              "is a test server").format(url=config.interspire.url),)
+              "is a test server").format(url=url),)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def searched_paths() -> list[Path]:

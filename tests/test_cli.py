@@ -153,7 +153,7 @@ def test_check_all_passed(bench: Bench) -> None:
     results = json.loads(done.stdout)
     assert [r["code"] for r in results] == [
         "iem_url", "iem_token", "iem_list_1", "iem_list_2", "iem_firstname_field_id",
-        "iem_lastname_field_id", "magento_connect", "magento_tables", "magento_rights"]
+        "iem_lastname_field_id", "magento_connect", "magento_tables", "magento_websites", "magento_rights"]
     assert all(r["ok"] for r in results)
 
 
@@ -168,6 +168,23 @@ def test_check_names_each_failure(bench: Bench) -> None:
     assert any("field 77 not found" in line for line in lines)
     assert any(line.startswith("✗ Magento tables") and "m2_newsletter_subscriber" in line for line in lines)
     assert done.stdout.count("fix:") == 3
+
+
+def test_unknown_website_fails_check_and_run(bench: Bench) -> None:
+    b = bench
+    subscriber_id = b.add_row("site@example.test", 1, T1, store_id=2)
+    config = b.write_config(b.tmp / "config.toml", interspire={"website_lists": {"29": 2}})
+    checked = edm("check", "--config", str(config))
+    synced = edm("sync", "--config", str(config))
+
+    assert checked.returncode == 2
+    assert "✗ Websites in interspire.website_lists: website 29 not found; the shop's websites are 1, 2" \
+        in checked.stdout.splitlines()
+    assert synced.returncode == 2
+    assert ("interspire.website_lists names website 29, which the shop does not have (its websites are 1, 2); "
+            "correct the website ids, then start the run again") in synced.stdout + synced.stderr
+    assert b.iem_rows() == []
+    assert b.status_of(subscriber_id) == 1
 
 
 def test_check_unreachable_iem(bench: Bench) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edm_tui.config import ConfigError, find_config_path, load_config, parse_config
+from edm_tui.config import ConfigError, find_config_path, load_config, parse_config, tls_warnings
 
 GOOD = """
 [interspire]
@@ -166,3 +166,19 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     found = find_config_path(None)
     assert found in (Path("/etc/edm-sync/config.toml"), tmp_path / "xdg" / "edm-sync" / "config.toml")
+
+
+@pytest.mark.parametrize(("url", "warned"), [
+    ("http://mail.example.hu/xml.php", True),
+    ("http://10.0.0.5/xml.php", True),
+    ("https://mail.example.hu/xml.php", False),
+    ("http://127.0.0.1:8080/xml.php", False),
+    ("http://localhost/xml.php", False),
+    ("http://[::1]/xml.php", False),
+])
+def test_plain_http_warns_unless_loopback(url: str, warned: bool) -> None:
+    config = parse_config({"interspire": {"url": url, "username": "u", "token": "t", "list_id": 1},
+                           "magento": {"database": "shop"}})
+    expected = (f"interspire.url {url} is plain http: the XML token travels unencrypted, so a machine on the "
+                "network path can read it; use the https address of IEM",)
+    assert tls_warnings(config) == (expected if warned else ())

@@ -343,7 +343,7 @@ def test_cli_history_items_hungarian(bench: Bench) -> None:
 def test_cli_argparse_error_hungarian() -> None:
     done = edm("history", "--limit", "x", lang="hu_HU.UTF-8")
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == "edm-sync history: hiba: --limit argumentum: érvénytelen int érték: 'x'"
+    assert done.stderr.splitlines()[-1] == "edm-sync history: hiba: --limit argumentum: 'x' nem egész szám"
     assert done.stderr.startswith("használat: edm-sync history ")
 
 

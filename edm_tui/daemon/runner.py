@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from edm_tui.checks import certificate_fix
+from edm_tui.checks import certificate_fix, unknown_websites
 from edm_tui.config import Config
 from edm_tui.daemon.history import HistoryStore, history_write_failure
 from edm_tui.daemon.logs import run_context
@@ -345,7 +345,9 @@ class SyncRun:
         except IemAuthError as error:
             raise RunAborted(
                 Translatable("IEM refused the username and token ({error}); check interspire.username and "
-                  "interspire.token against the XML API settings of that IEM user", error=error.message)
+                             "interspire.token against the XML API settings of that IEM user (after several "
+                             "refused tries IEM also refuses a correct token for a few minutes)",
+                             error=error.message)
             ) from error
         except IemCertificateError as error:
             raise RunAborted(certificate_fix(i.url)) from error
@@ -367,6 +369,13 @@ class SyncRun:
         )
         await self._read_magento()
         websites = tuple(await self.magento.website_ids())
+        unknown = unknown_websites(i.website_lists, websites)
+        if unknown:
+            # Writing anyway would move that website's subscribers to the default list.
+            raise RunAborted(Translatable(
+                "interspire.website_lists names website {ids}, which the shop does not have (its websites "
+                "are {known}); correct the website ids, then start the run again",
+                ids=", ".join(map(str, unknown)), known=", ".join(map(str, websites))))
         default_stores = await self.magento.default_store_ids()
         lists = sorted({i.list_id, *i.website_lists.values()})
 
