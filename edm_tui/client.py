@@ -21,13 +21,16 @@ from typing import Any, Self
 import platformdirs
 
 from edm_tui import __version__
+from edm_tui.i18n import N_, _
 
 log = logging.getLogger("edm_sync.client")
 
 PROTOCOL_VERSION = 1
 SOCKET_NAME = "edm-sync.sock"
 SYSTEM_SOCKET_PATH = Path("/run/edm-sync") / SOCKET_NAME  # the systemd unit's RuntimeDirectory
-START_HINT = "start it with 'systemctl start edm-sync' or 'edm-sync daemon'"
+# The reasons below are shown to people (the dashboard's "daemon unavailable" screen, the
+# command line), so they are translated; PERMISSION_DENIED opens every permission reason.
+PERMISSION_DENIED = N_("permission denied")
 
 # Error codes that the server sends with "id": null just before it closes the connection.
 _CONNECTION_ERRORS = (-32010, -32011)  # too many clients, line too long
@@ -38,7 +41,14 @@ _MAX_QUEUED_EVENTS = 10_000  # then the oldest are dropped; the seq gap shows it
 
 
 class DaemonUnavailable(Exception):
-    """The daemon cannot be reached, or the connection to it was lost."""
+    """The daemon cannot be reached, or the connection to it was lost.
+
+    `not_running` is true when nothing listens on the socket, so starting the daemon helps.
+    """
+
+    def __init__(self, message: str, *, not_running: bool = False) -> None:
+        super().__init__(message)
+        self.not_running = not_running
 
 
 class DaemonError(Exception):
@@ -114,18 +124,20 @@ class DaemonClient:
                     await client.close()
                     raise
         except FileNotFoundError:
-            raise DaemonUnavailable(f"the daemon is not running: no socket at {path}; {START_HINT}") from None
+            raise DaemonUnavailable(_("the daemon is not running: no socket at {path}").format(path=path),
+                                    not_running=True) from None
         except ConnectionRefusedError:
-            raise DaemonUnavailable(
-                f"the daemon is not running: connection to {path} refused; {START_HINT}") from None
+            raise DaemonUnavailable(_("the daemon is not running: connection to {path} refused").format(path=path),
+                                    not_running=True) from None
         except PermissionError:
             raise DaemonUnavailable(_permission_message(path)) from None
         except TimeoutError:
             raise DaemonUnavailable(
-                f"timed out after {timeout:g} s connecting to the daemon at {path}; "
-                "check it with 'systemctl status edm-sync'") from None
+                _("timed out after {seconds} s connecting to the daemon at {path}; check it with "
+                  "'systemctl status edm-sync'").format(seconds=f"{timeout:g}", path=path)) from None
         except OSError as exc:
-            raise DaemonUnavailable(f"cannot connect to the daemon at {path}: {exc.strerror or exc}") from None
+            raise DaemonUnavailable(_("cannot connect to the daemon at {path}: {error}").format(
+                path=path, error=exc.strerror or exc)) from None
         return client
 
     async def call(self, method: str, /, **params: Any) -> Any:
@@ -177,7 +189,8 @@ class DaemonClient:
     async def close(self) -> None:
         """Close the connection; calls still waiting raise DaemonUnavailable."""
         if self._failure is None:
-            self._fail(DaemonUnavailable(f"the connection to the daemon at {self.path} was closed"),
+            self._fail(DaemonUnavailable(_("the connection to the daemon at {path} was closed").format(
+                path=self.path)),
                        end_events=_EndOfEvents())
         self._read_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -273,6 +286,8 @@ def _permission_message(path: Path) -> str:
     try:
         group = grp.getgrgid(path.stat().st_gid).gr_name
     except (OSError, KeyError):
-        return f"permission denied opening {path}; ask an administrator for access to the daemon's socket"
-    return (f"permission denied opening {path}; the socket belongs to group '{group}': ask an "
-            f"administrator to add your user to it (usermod -aG {group} USER), then log in again")
+        return _(PERMISSION_DENIED) + ": " + _(
+            "opening {path}; ask an administrator for access to the daemon's socket").format(path=path)
+    return _(PERMISSION_DENIED) + ": " + _(
+        "opening {path}; the socket belongs to group '{group}': ask an administrator to add your user "
+        "to it (usermod -aG {group} USER), then log in again").format(path=path, group=group)

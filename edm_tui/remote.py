@@ -137,6 +137,9 @@ def run_remote(args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": "unavailable", "message": str(error)}))
         print(_("error: {message}").format(message=error), file=sys.stderr)
+        if error.not_running:
+            print(_("Start it with 'systemctl start edm-sync', or with 'edm-sync daemon' in a terminal."),
+                  file=sys.stderr)
         return EXIT_UNAVAILABLE
     except DaemonError as error:
         if getattr(args, "json", False):

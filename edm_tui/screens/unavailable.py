@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
+from edm_tui.client import PERMISSION_DENIED
 from edm_tui.connection import UNAVAILABLE
 from edm_tui.i18n import _
 from edm_tui.messages import ConnectionChanged
@@ -31,10 +32,10 @@ def start_commands() -> list[tuple[str, str]]:
 def is_permission_problem(error: str | None) -> bool:
     """Tell whether the client could not open the socket for lack of permission.
 
-    edm_tui.client words that case as "permission denied opening PATH ...". Starting the
-    daemon would not help there, because the user needs access to the socket.
+    edm_tui.client starts that reason with PERMISSION_DENIED in the active language. Starting
+    the daemon would not help there, because the user needs access to the socket.
     """
-    return bool(error) and "permission denied" in (error or "").lower()
+    return bool(error) and (error or "").lower().startswith(_(PERMISSION_DENIED).lower())
 
 
 class UnavailableScreen(Screen[None]):
