@@ -209,18 +209,23 @@ def format_number(value: float) -> str:
     return format_decimal(value, locale=_babel_locale())
 
 
-def format_datetime(stamp: float | None) -> str:
-    """Format a local date and time, year first in both languages (2026-12-04 03:30:00 / 2026. 12. 04. 03:30:00)."""
+def format_datetime(stamp: float | None, *, seconds: bool = True, missing: str = "-") -> str:
+    """Format a local date and time, year first in both languages.
+
+    English 2026-12-04 03:30:00, Hungarian 2026. 12. 04. 03:30:00; without `seconds` the
+    seconds are left out, and `missing` stands for None.
+    """
     if stamp is None:
-        return "-"
+        return missing
     import datetime as dt
 
     from babel.dates import format_datetime as babel_format
 
     moment = dt.datetime.fromtimestamp(stamp)
+    clock = "HH:mm:ss" if seconds else "HH:mm"
     if _language == "hu":
-        return babel_format(moment, "yyyy. MM. dd. HH:mm:ss", locale="hu_HU")
-    return babel_format(moment, "yyyy-MM-dd HH:mm:ss", locale="en_GB")
+        return babel_format(moment, f"yyyy. MM. dd. {clock}", locale="hu_HU")
+    return babel_format(moment, f"yyyy-MM-dd {clock}", locale="en_GB")
 
 
 def format_duration(seconds: float) -> str:

@@ -7,12 +7,11 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from edm_tui.client import DaemonClient, DaemonError, DaemonUnavailable, default_socket_path
-from edm_tui.i18n import _
+from edm_tui.i18n import _, format_datetime
 from edm_tui.progress import ProgressPrinter
 from edm_tui.summary import action_label, run_error_text, status_label
 
@@ -35,9 +34,7 @@ def _socket(args: argparse.Namespace) -> Path:
 
 
 def _when(stamp: int | None) -> str:
-    if stamp is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+    return format_datetime(stamp)
 
 
 def print_status(status: dict[str, Any]) -> None:

@@ -7,13 +7,12 @@ variables, resolved when a widget renders the content.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from babel.numbers import format_decimal
 from textual.content import Content
 
-from edm_tui.i18n import _, current_language
+from edm_tui.i18n import _, current_language, format_datetime
 from edm_tui.progress import phase_title
 from edm_tui.summary import action_label, status_label, trigger_label  # noqa: F401 - re-exported
 from edm_tui.sync.model import Action
@@ -73,10 +72,8 @@ def format_number(value: float, decimals: int = 0) -> str:
 
 
 def format_time(stamp: float | None) -> str:
-    """Format a Unix time as local date and time to the minute, or "-" for None."""
-    if stamp is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+    """Format a Unix time as local date and time to the minute in the active language, or "-" for None."""
+    return format_datetime(stamp, seconds=False)
 
 
 def format_duration(seconds: float) -> str:

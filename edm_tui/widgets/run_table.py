@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from edm_tui.i18n import _
+from edm_tui.i18n import _, format_datetime
 from edm_tui.summary import action_label, outcome_label, run_error_text
 from edm_tui.widgets.labels import format_number, status_text, trigger_label
 from edm_tui.widgets.paged_table import PagedTable
@@ -60,10 +60,8 @@ def direction_word(direction: str) -> str:
 
 
 def local_time(stamp: int | None, *, seconds: bool = False) -> str:
-    """Format a Unix time as local date and time, or "–" for None."""
-    if stamp is None:
-        return "–"
-    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.localtime(stamp))
+    """Format a Unix time as local date and time in the active language, or "–" for None."""
+    return format_datetime(stamp, seconds=seconds, missing="–")
 
 
 def clock_time(stamp: int | None) -> str:
@@ -105,7 +103,8 @@ def run_columns() -> list[GridColumn]:
     """Return the columns of the runs grid, with headings in the current language."""
     return [
         GridColumn("id", _("Run"), 6, lambda r: str(r["id"]), lambda r: r["id"], align="right"),
-        GridColumn("started", _("Started"), 16, lambda r: local_time(r["started_at"]), lambda r: r["started_at"]),
+        GridColumn("started", _("Started"), len(local_time(0)), lambda r: local_time(r["started_at"]),
+                   lambda r: r["started_at"]),
         GridColumn("duration", _("Duration"), 8, lambda r: format_duration(run_duration(r)), run_duration,
                    align="right"),
         GridColumn("trigger", _("Trigger"), 12, lambda r: trigger_label(r["trigger"]),
