@@ -115,6 +115,8 @@ def run_header(run: Record) -> str:
     if not counts:
         lines.append(_("No writes recorded.") if run.get("finished_at") is not None
                      else _("Counts appear when the run finishes."))
+    # The counts flow as one paragraph, so all eight actions fit the header at 80x24.
+    parts = []
     for action in sorted(counts, key=lambda a: ACTIONS.index(a) if a in ACTIONS else len(ACTIONS)):
         by_outcome = counts[action]
         if not isinstance(by_outcome, dict):
@@ -122,7 +124,9 @@ def run_header(run: Record) -> str:
         numbers = ", ".join(
             f"{OUTCOME_GLYPHS.get(outcome, '?')} {format_number(int(n))} {outcome_word(outcome)}"
             for outcome, n in sorted(by_outcome.items(), key=lambda pair: _outcome_rank(pair[0])) if n)
-        lines.append(_("{action}: {numbers}").format(action=action_label(action), numbers=numbers))
+        parts.append(_("{action}: {numbers}").format(action=action_label(action), numbers=numbers))
+    if parts:
+        lines.append(" · ".join(parts))
     return "\n".join(lines)
 
 
