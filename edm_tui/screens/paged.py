@@ -218,7 +218,7 @@ class PagedGridScreen(Screen[None]):
         self, started: str, export: Callable[[], Awaitable[tuple[Path, int]]],
         exported: Callable[[int, str], str], *, description: str,
     ) -> None:
-        """Run `export` in the App, which notifies `started` now and `exported(count, file name)` at the end."""
+        """Run `export` in the App, which notifies `started` now and `exported(count, file path)` at the end."""
         if self._export_worker is not None and self._export_worker.is_running:
             self.notify(_("An export is already running."), severity="warning")
             return
@@ -240,4 +240,4 @@ async def _run_export(
         app.notify(_("Could not write the export file: {error}").format(error=error), severity="error",
                    markup=False)
         return
-    app.notify(exported(count, path.name), markup=False)
+    app.notify(exported(count, str(path)), markup=False)
