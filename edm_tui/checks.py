@@ -9,7 +9,13 @@ from typing import Any
 from edm_tui.config import Config
 from edm_tui.i18n import Translatable
 from edm_tui.interspire.client import IemClient
-from edm_tui.interspire.errors import IemAuthError, IemError, is_certificate_failure
+from edm_tui.interspire.errors import (
+    IemAuthError,
+    IemConnectionError,
+    IemError,
+    IemTimeout,
+    is_certificate_failure,
+)
 from edm_tui.magento.db import MagentoDatabase
 from edm_tui.magento.errors import MagentoError
 
@@ -83,6 +89,11 @@ async def _check_iem(config: Config) -> list[CheckResult]:
         except IemError as error:
             if is_certificate_failure(error):
                 fix = certificate_fix(i.url)
+            elif isinstance(error, (IemConnectionError, IemTimeout)):
+                fix = Translatable(
+                    "check the host name and port in interspire.url, and that this machine can reach "
+                    "that server (DNS, firewall, proxy)"
+                )
             else:
                 fix = Translatable(
                     "check interspire.url: it must be the XML path shown in IEM's user settings, "

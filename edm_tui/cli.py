@@ -310,6 +310,8 @@ def _cmd_history(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps({"run": run.as_dict(), "items": [i.as_dict() for i in items]}, ensure_ascii=False))
         else:
             print_items(run, items)
+            if args.limit_given and len(items) == args.limit:
+                print("  " + _("The first {n} items; leave out --limit to list them all.").format(n=args.limit))
         return EXIT_OK
     finally:
         store.close()

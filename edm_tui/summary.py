@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from edm_tui.daemon.history import ItemRecord, RunRecord
@@ -161,9 +164,26 @@ def print_run_summary(result: RunResult) -> None:
     if result.status == "blocked":
         print("  " + _("Nothing was written. If the change is intended, run once with --allow-mass-changes."))
     if result.history_path is not None and result.run_id is not None:
-        command = f"edm-sync --config {result.config_path} history" if result.config_path else "edm-sync history"
+        program = edm_sync_program()
+        command = f"{program} --config {result.config_path} history" if result.config_path else f"{program} history"
         print(_("History: {path} (details: {command} {run_id})").format(
             path=result.history_path, command=command, run_id=result.run_id))
+
+
+def edm_sync_program() -> str:
+    """Return how to call edm-sync from here: its name when it is on PATH, else its path.
+
+    A checkout's `./run` installs it into .venv/bin, which is not on PATH.
+    """
+    if shutil.which("edm-sync"):
+        return "edm-sync"
+    installed = Path(sys.executable).with_name("edm-sync")
+    if not installed.exists():
+        return "edm-sync"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 def plan_as_dict(result: RunResult, limit: int) -> dict[str, Any]:

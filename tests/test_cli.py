@@ -193,6 +193,8 @@ def test_check_unreachable_iem(bench: Bench) -> None:
     done = edm("check", "--config", str(config))
     assert done.returncode == 2
     assert done.stdout.startswith("✗ IEM reachable")
+    assert ("    fix: check the host name and port in interspire.url, and that this machine can reach that "
+            "server (DNS, firewall, proxy)") in done.stdout.splitlines()
 
 
 @pytest.mark.parametrize("args", [["--help"], ["sync", "--help"], ["simulator", "--help"]])

@@ -179,7 +179,7 @@ class RunDetailScreen(PagedGridScreen):
         }
         & > #run-header-box {
             height: auto;
-            max-height: 7;
+            max-height: 9;  /* all eight counts with two outcomes each, in Hungarian, at 80 columns */
             padding: 0 1;
         }
         & > #items {
