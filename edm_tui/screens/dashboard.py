@@ -15,7 +15,7 @@ from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import CONNECTED, CONNECTING
 from edm_tui.i18n import _
 from edm_tui.messages import ConnectionChanged, DaemonEvent
-from edm_tui.summary import run_error_text
+from edm_tui.summary import run_error_text, trigger_label
 from edm_tui.widgets.footer import Footer
 from edm_tui.widgets.labels import (
     STATUS_LOOK,
@@ -23,7 +23,6 @@ from edm_tui.widgets.labels import (
     format_countdown,
     format_time,
     status_content,
-    trigger_label,
 )
 from edm_tui.widgets.run_progress import RunProgressPanel
 from edm_tui.widgets.runs_table import RunsTable

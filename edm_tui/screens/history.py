@@ -24,9 +24,10 @@ from edm_tui.i18n import N_, _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
 from edm_tui.screens.run_detail import RunDetailScreen
+from edm_tui.summary import trigger_label
 from edm_tui.widgets.filter_bar import FilterBar
 from edm_tui.widgets.footer import Footer
-from edm_tui.widgets.labels import format_number, status_text, trigger_label
+from edm_tui.widgets.labels import format_number, status_text
 from edm_tui.widgets.record_grid import Record, RecordGrid
 from edm_tui.widgets.run_table import RunTable, run_columns
 

@@ -22,10 +22,10 @@ from textual.worker import Worker
 
 from edm_tui.client import DaemonError, DaemonUnavailable
 from edm_tui.connection import CONNECTED
-from edm_tui.widgets.footer import DASHBOARD_ACTIONS
 from edm_tui.i18n import N_, _
 from edm_tui.messages import ConnectionChanged
 from edm_tui.widgets.filter_bar import FilterBar
+from edm_tui.widgets.footer import DASHBOARD_ACTIONS
 from edm_tui.widgets.paged_table import PagedTable
 from edm_tui.widgets.record_grid import Record, RecordGrid
 from edm_tui.widgets.run_table import RunTable

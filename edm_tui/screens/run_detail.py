@@ -23,11 +23,11 @@ from edm_tui.export import export_items
 from edm_tui.i18n import _, ngettext
 from edm_tui.messages import DaemonEvent
 from edm_tui.screens.paged import PagedGridScreen, email_input, grid_bindings
-from edm_tui.summary import action_label, reason_word, run_error_text
+from edm_tui.summary import action_label, outcome_label, reason_word, run_error_text, trigger_label
 from edm_tui.sync.model import Action
 from edm_tui.widgets.filter_bar import FilterBar
 from edm_tui.widgets.footer import Footer
-from edm_tui.widgets.labels import format_number, status_text, trigger_label
+from edm_tui.widgets.labels import format_number, status_text
 from edm_tui.widgets.record_grid import Record, RecordGrid
 from edm_tui.widgets.run_table import (
     OUTCOME_GLYPHS,
@@ -37,7 +37,6 @@ from edm_tui.widgets.run_table import (
     item_columns,
     local_time,
     outcome_cell,
-    outcome_word,
     run_duration,
 )
 
@@ -122,7 +121,7 @@ def run_header(run: Record) -> str:
         if not isinstance(by_outcome, dict):
             by_outcome = {"succeeded": by_outcome}
         numbers = ", ".join(
-            f"{OUTCOME_GLYPHS.get(outcome, '?')} {format_number(int(n))} {outcome_word(outcome)}"
+            f"{OUTCOME_GLYPHS.get(outcome, '?')} {format_number(int(n))} {outcome_label(outcome)}"
             for outcome, n in sorted(by_outcome.items(), key=lambda pair: _outcome_rank(pair[0])) if n)
         parts.append(_("{action}: {numbers}").format(action=action_label(action), numbers=numbers))
     if parts:

@@ -49,7 +49,7 @@ def check_brake(
     *,
     active_before: Mapping[int, int] | None = None,
 ) -> BrakeReason | None:
-    """Why this plan must not run unattended, or None when it may.
+    """Return the reason this plan must not run unattended, or None when it may.
 
     `active_before` (identities active in IEM at the last sync, by list) can be given instead
     of `last`, from which it is counted otherwise.

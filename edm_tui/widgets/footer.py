@@ -8,7 +8,6 @@ from textual.widgets._footer import FooterKey, FooterLabel
 
 from edm_tui.i18n import N_, _
 
-
 # The dashboard's own keys. They work on every screen, but only the dashboard lists them in its
 # footer: with them, the footers of the other screens do not fit in 80 columns in Hungarian.
 DASHBOARD_ACTIONS = frozenset({"sync_now", "plan", "history", "config"})

@@ -14,7 +14,7 @@ from textual.content import Content
 
 from edm_tui.i18n import _, current_language, format_datetime
 from edm_tui.progress import phase_title
-from edm_tui.summary import action_label, status_label, trigger_label  # noqa: F401 - re-exported
+from edm_tui.summary import action_label, status_label
 from edm_tui.sync.model import Action
 
 # status -> (glyph, theme colour). Every screen takes run status glyphs from here. Each status

@@ -9,12 +9,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from edm_tui.i18n import _
+from edm_tui.summary import trigger_label
 from edm_tui.widgets.labels import (
     counts_line,
     format_duration,
     format_number,
     phase_label,
-    trigger_label,
 )
 
 

@@ -11,8 +11,8 @@ import time
 from typing import Any, ClassVar
 
 from edm_tui.i18n import _, format_datetime
-from edm_tui.summary import action_label, outcome_label, run_error_text
-from edm_tui.widgets.labels import format_number, status_text, trigger_label
+from edm_tui.summary import action_label, outcome_label, run_error_text, trigger_label
+from edm_tui.widgets.labels import format_number, status_text
 from edm_tui.widgets.paged_table import PagedTable
 from edm_tui.widgets.record_grid import GridColumn, Record
 
@@ -40,12 +40,8 @@ TONES = {
 # --- words ---
 
 
-def outcome_word(outcome: str) -> str:
-    return outcome_label(outcome)
-
-
 def outcome_cell(outcome: str) -> str:
-    return f"{OUTCOME_GLYPHS.get(outcome, '?')} {outcome_word(outcome)}"
+    return f"{OUTCOME_GLYPHS.get(outcome, '?')} {outcome_label(outcome)}"
 
 
 def direction_word(direction: str) -> str:

@@ -11,11 +11,11 @@ from textual.content import Content
 from textual.widgets import DataTable
 
 from edm_tui.i18n import N_, _
+from edm_tui.summary import trigger_label
 from edm_tui.widgets.labels import (
     changes_summary,
     format_time,
     status_content,
-    trigger_label,
 )
 
 COLUMNS = ("run", "started", "trigger", "status", "changes")
