@@ -38,7 +38,8 @@ iem_rows = st.lists(
     max_size=10,
 )
 changes = st.lists(
-    st.tuples(st.sampled_from(["status", "delete", "email", "name", "iem"]), st.integers(0, 30),
+    st.tuples(st.sampled_from(["status", "delete", "email", "name", "rename", "blank_name", "iem", "confirm"]),
+              st.integers(0, 30),
               st.sampled_from(EMAILS), st.sampled_from([1, 2, 3])),
     max_size=6,
 )
@@ -58,11 +59,15 @@ def _world(magento: list, iem: list, lists: dict[int, int]) -> World:
 
 def _change(w: World, kind: str, pick: int, email: str, status: int) -> None:
     sids = sorted(w.magento)
-    if kind == "iem":
+    if kind in ("iem", "confirm"):
         ids = sorted(w.iem)
         if ids:
             row = w.iem[ids[pick % len(ids)]]
-            w.iem[row.subscriber_id] = replace(row, unsubscribed=0 if status == 1 else T2 + pick)
+            if kind == "iem":
+                row = replace(row, unsubscribed=0 if status == 1 else T2 + pick)
+            else:
+                row = replace(row, confirmed=not row.confirmed)
+            w.iem[row.subscriber_id] = row
         return
     if not sids:
         return
@@ -76,6 +81,10 @@ def _change(w: World, kind: str, pick: int, email: str, status: int) -> None:
         w.magento[sid] = replace(row, email=email)
     elif kind == "name":
         w.magento[sid] = replace(row, name_error=f"firstname of customer {row.customer_id} is not valid UTF-8")
+    elif kind == "rename":
+        w.magento[sid] = replace(row, lastname=f"L{pick}")
+    elif kind == "blank_name":
+        w.magento[sid] = replace(row, firstname="")
 
 
 def _in_memory(w: World, rejections: dict[tuple[str, int], Rejection]) -> Plan:
@@ -83,7 +92,10 @@ def _in_memory(w: World, rejections: dict[tuple[str, int], Rejection]) -> Plan:
     return reconcile(w.options(), scan, index_iem_rows(w.iem.values()), w.last, rejections)
 
 
-def _streamed(w: World, rejections: dict[tuple[str, int], Rejection], folder: Path) -> tuple[Plan, list, list, list]:
+def _streamed(
+    w: World, rejections: dict[tuple[str, int], Rejection], folder: Path, quiet: list[int] | None = None
+) -> tuple[Plan, list, list, list]:
+    """Plan through a spill file; append the number of groups skipped as quiet to `quiet`."""
     options = w.options()
     with SpillStore(folder, lambda website: list_for_website(website, 1, options.website_lists)) as spill:
         spill.add_magento_rows(w.magento.values())
@@ -94,7 +106,25 @@ def _streamed(w: World, rejections: dict[tuple[str, int], Rejection], folder: Pa
         groups = list(spill.iter_planned())
         settled = [state for batch in spill.iter_settled() for state in batch]
         invalid = list(spill.iter_invalid())
+        if quiet is not None:
+            quiet.append(spill.quiet_groups)
     return plan, groups, settled, invalid
+
+
+def _assert_plans_equal(w: World, rejections: dict, folder: Path, quiet: list[int] | None = None) -> None:
+    expected = _in_memory(w, rejections)
+    plan, groups, settled, invalid = _streamed(w, rejections, folder, quiet)
+
+    assert groups == sorted(expected.groups, key=lambda g: (g.list_id, g.email_norm))
+    assert sorted(settled, key=lambda s: s.key) == sorted(expected.settled, key=lambda s: s.key)
+    assert sorted(invalid, key=_invalid_key) == sorted(expected.invalid, key=_invalid_key)
+    assert plan.counts() == expected.counts()
+    assert plan.rejected_count == len(expected.rejected)
+    for name in ("identities", "subscribed_identities", "out_of_scope", "invalid_email", "duplicates",
+                 "pending", "unknown_status"):
+        assert getattr(plan, name) == getattr(expected, name), name
+    assert plan.truncated is False
+    assert plan.groups == groups
 
 
 def _invalid_key(item: tuple) -> tuple:
@@ -121,22 +151,80 @@ def test_streamed_plan_equals_in_memory_plan() -> None:
                     rejections[(d.email_norm, d.website_id or 0)] = Rejection(
                         d.email_norm, d.website_id or 0, d.action.value, d.fingerprint, "refused")
 
-            expected = _in_memory(w, rejections)
-            plan, groups, settled, invalid = _streamed(w, rejections, folder)
+            _assert_plans_equal(w, rejections, folder, quiet)
 
-            assert groups == sorted(expected.groups, key=lambda g: (g.list_id, g.email_norm))
-            assert sorted(settled, key=lambda s: s.key) == sorted(expected.settled, key=lambda s: s.key)
-            assert sorted(invalid, key=_invalid_key) == sorted(expected.invalid, key=_invalid_key)
-            assert plan.counts() == expected.counts()
-            assert plan.rejected_count == len(expected.rejected)
-            for name in ("identities", "subscribed_identities", "out_of_scope", "invalid_email", "duplicates",
-                         "pending", "unknown_status"):
-                assert getattr(plan, name) == getattr(expected, name), name
-            assert plan.truncated is False
-            assert plan.groups == groups
-
+        quiet: list[int] = []
         check()
         assert list(folder.iterdir()) == []
+        # The examples reach the quiet-group shortcut often, so that the comparison covers it.
+        assert sum(1 for count in quiet if count) >= len(quiet) // 4
+
+
+def _quiet_world() -> World:
+    """A synced world of four quiet groups: customers and guests, subscribed and unsubscribed."""
+    w = World()
+    w.add_magento(1, "cust@x.test", 1, T0, customer_id=1, firstname="Anna", lastname="Kiss")
+    w.add_magento(2, "guest@x.test", 1, T0)
+    w.add_magento(3, "gone@x.test", 3, T0, customer_id=3, firstname="Béla", lastname="Nagy")
+    w.add_magento(4, "guest2@x.test", 3, T0)
+    w.add_iem(101, "cust@x.test", subscribedate=T0)
+    w.add_iem(102, "guest@x.test", subscribedate=T0)
+    w.add_iem(103, "gone@x.test", subscribedate=T0, unsubscribed=T0 + 5)
+    w.add_iem(104, "guest2@x.test", subscribedate=T0, unsubscribed=T0 + 5)
+    w.sync()
+    w.sync()
+    return w
+
+
+QUIET_BREAKERS = {
+    "magento status": lambda w: w.magento.update({1: replace(w.magento[1], status=3, changed_at=T2)}),
+    "pending status": lambda w: w.magento.update({2: replace(w.magento[2], status=2, changed_at=T2)}),
+    "second magento row": lambda w: w.add_magento(9, "CUST@x.test", 1, T2, store_id=1),
+    "row deleted": lambda w: w.magento.pop(2),
+    "subscriber id": lambda w: w.magento.update({10: replace(w.magento.pop(2), subscriber_id=10)}),
+    "name changed": lambda w: w.magento.update({1: replace(w.magento[1], firstname="Anikó")}),
+    "name unreadable": lambda w: w.magento.update({1: replace(w.magento[1], name_error="not valid UTF-8")}),
+    "customer subscribes": lambda w: w.magento.update({3: replace(w.magento[3], status=1, changed_at=T2)}),
+    "iem unsubscribed": lambda w: w.iem.update({101: replace(w.iem[101], unsubscribed=T2)}),
+    "iem bounced": lambda w: w.iem.update({102: replace(w.iem[102], bounced=T2)}),
+    "iem unconfirmed": lambda w: w.iem.update({102: replace(w.iem[102], confirmed=False)}),
+    "iem resubscribed": lambda w: w.iem.update({103: replace(w.iem[103], unsubscribed=0, subscribedate=T2)}),
+    "iem row gone": lambda w: w.iem.pop(101),
+    "iem duplicate": lambda w: w.add_iem(99, "cust@x.test", subscribedate=T2),
+    "iem subscriber id": lambda w: w.iem.update({105: replace(w.iem.pop(102), subscriber_id=105)}),
+}
+
+
+def test_quiet_groups_skipped_when_in_step(tmp_path: Path) -> None:
+    w = _quiet_world()
+    quiet: list[int] = []
+    plan, groups, settled, invalid = _streamed(w, {}, tmp_path, quiet)
+
+    assert quiet == [4]
+    assert groups == []
+    assert settled == []
+    assert invalid == []
+    assert plan.identities == 4
+    assert plan.subscribed_identities == 2
+    _assert_plans_equal(w, {}, tmp_path)
+
+
+def test_quiet_group_with_rejection_planned(tmp_path: Path) -> None:
+    w = _quiet_world()
+    rejections = {("guest@x.test", 1): Rejection("guest@x.test", 1, "add", "f", "refused")}
+    quiet: list[int] = []
+
+    _assert_plans_equal(w, rejections, tmp_path, quiet)
+    assert quiet == [3]
+
+
+def test_each_change_breaks_quiet_group(tmp_path: Path) -> None:
+    for name, breaker in QUIET_BREAKERS.items():
+        w = _quiet_world()
+        breaker(w)
+        quiet: list[int] = []
+        _assert_plans_equal(w, {}, tmp_path, quiet)
+        assert quiet[0] < 4, name
 
 
 def test_streamed_plan_samples_large_plan(tmp_path: Path) -> None:

@@ -280,8 +280,9 @@ class SyncRun:
             result.plan = plan
             return result
 
-        self._record_up_front()
-        await self._write(plan)
+        with self.store.grouped_commits():
+            self._record_up_front()
+            await self._write(plan)
 
         if self.fatal is not None:
             return self._finish("failed", error=reason_of(self.fatal), started=started)
@@ -536,6 +537,7 @@ class SyncRun:
                 list_id=decision.list_id, action=decision.action.value, direction=decision.direction,
                 reason=decision.reason,
             )
+            self.store.commit()  # the pending row must survive a kill during the write
             attempts = Attempts()
             outcome, error_class, message = await self._apply(decision, attempts, guest_ids)
             self.store.finish_item(item_id, outcome, attempts=attempts.n, error_class=error_class,

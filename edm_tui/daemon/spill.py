@@ -72,6 +72,10 @@ CREATE TABLE rejections (
     group_list_id INTEGER NOT NULL, email TEXT NOT NULL, website_id INTEGER NOT NULL,
     action TEXT NOT NULL, fingerprint TEXT NOT NULL, message TEXT NOT NULL
 );
+CREATE TABLE quiet (
+    list_id INTEGER NOT NULL, email_norm TEXT NOT NULL, subscribed INTEGER NOT NULL,
+    PRIMARY KEY (list_id, email_norm)
+) WITHOUT ROWID;
 CREATE TABLE planned (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE settled (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE invalid (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
@@ -112,6 +116,7 @@ class SpillStore:
         self.out_of_scope = 0
         self.invalid_email = 0
         self.magento_rows = 0
+        self.quiet_groups = 0  # groups of the last plan() that needed no planning (see _QUIET_GROUPS)
         self._indexed = False
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
@@ -235,9 +240,14 @@ class SpillStore:
         self.db.execute("DELETE FROM planned")
         self.db.execute("DELETE FROM settled")
         self.db.execute("DELETE FROM invalid")
+        self.db.execute("DELETE FROM quiet")
+        self.db.execute(_QUIET_GROUPS)
+        self.quiet_groups, quiet_subscribed = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(subscribed), 0) FROM quiet").fetchone()
 
         planner = GroupPlanner(options, SubscriberIds(self.db))
-        tally = Plan(out_of_scope=self.out_of_scope, invalid_email=self.invalid_email)
+        tally = Plan(out_of_scope=self.out_of_scope, invalid_email=self.invalid_email,
+                     identities=self.quiet_groups, subscribed_identities=quiet_subscribed)
         sample = Plan()
         totals: dict[str, int] = {}
         sampled: dict[str, int] = {}
@@ -247,7 +257,7 @@ class SpillStore:
         invalid: list[tuple[Decision, str]] = []
 
         self.db.execute("BEGIN")
-        for done, group in enumerate(self._iter_groups(), start=1):
+        for done, group in enumerate(self._iter_groups(), start=self.quiet_groups + 1):
             tally.duplicates += _count_duplicates(group)
             planner.plan_group(tally, group)
 
@@ -320,18 +330,22 @@ class SpillStore:
         """Merge the four tables, each read in (list id, email) order, into one input per group."""
         magento = self.db.execute(
             "SELECT list_id, email_norm, subscriber_id, email, store_id, website_id, customer_id, status, "
-            "changed_at, firstname, lastname, name_error FROM magento ORDER BY list_id, email_norm, seq"
+            "changed_at, firstname, lastname, name_error FROM magento "
+            f"WHERE {_NOT_QUIET.format('magento.list_id', 'magento.email_norm')} "
+            "ORDER BY list_id, email_norm, seq"
         )
         last = self.db.execute(
             "SELECT group_list_id, email, website_id, list_id, magento_status, subscriber_ids, iem_class, "
             "iem_confirmed, iem_subscriber_id, firstname, lastname, synced_at FROM last "
+            f"WHERE {_NOT_QUIET.format('last.group_list_id', 'last.email')} "
             "ORDER BY group_list_id, email, website_id"
         )
         iem = self.db.execute(
             "SELECT list_id, email_norm, subscriber_id, email, confirmed, subscribedate, unsubscribed, bounced "
-            "FROM iem ORDER BY list_id, email_norm, subscriber_id, seq"
+            f"FROM iem WHERE {_NOT_QUIET.format('iem.list_id', 'iem.email_norm')} "
+            "ORDER BY list_id, email_norm, subscriber_id, seq"
         )
-        rejections = self.db.execute(
+        rejections = self.db.execute(  # a quiet group has no rejections
             "SELECT group_list_id, email, website_id, action, fingerprint, message FROM rejections "
             "ORDER BY group_list_id, email, website_id"
         )
@@ -348,6 +362,42 @@ class SpillStore:
                 else:
                     parts.append([])
             yield _group_input(key, *parts)
+
+
+# The quiet groups: one Magento row, one last synced state and one IEM row, no rejection,
+# and both sides as the last sync left them. GroupPlanner finds no change in such a group
+# (`_decide_member` returns early), so it plans no write and no new state, and the walk
+# skips it. The conditions are those under which `plan_group` adds nothing but counts:
+# * the state is of the group's list, with the Magento row's website, status and subscriber_id;
+# * the IEM row has the state's class, confirmed flag and subscriber id;
+# * the status is subscribed (1) or unsubscribed (3), so that no pending counts apply;
+# * a subscribed customer's names are readable, and blank or equal to those last pushed, so
+#   that no name update is planned (names are pushed for subscribed customers only).
+# tests/test_streamed_plan.py checks that skipping them leaves the plan unchanged.
+_QUIET_GROUPS = """
+INSERT INTO quiet (list_id, email_norm, subscribed)
+SELECT m.list_id, m.email_norm, m.status = 1 OR (i.unsubscribed <= 0 AND i.bounced <= 0)
+FROM magento AS m
+JOIN last AS l ON l.group_list_id = m.list_id AND l.email = m.email_norm
+JOIN iem AS i ON i.list_id = m.list_id AND i.email_norm = m.email_norm
+WHERE m.status IN (1, 3)
+  AND l.website_id = m.website_id AND l.list_id = m.list_id AND l.magento_status = m.status
+  AND l.subscriber_ids = CAST(m.subscriber_id AS TEXT)
+  AND l.iem_class = CASE WHEN i.unsubscribed > 0 THEN 'unsubscribed' WHEN i.bounced > 0 THEN 'bounced'
+                         ELSE 'active' END
+  AND l.iem_confirmed = i.confirmed AND l.iem_subscriber_id = i.subscriber_id
+  AND (m.status <> 1 OR m.customer_id <= 0
+       OR (m.name_error IS NULL AND (COALESCE(m.firstname, '') = '' OR m.firstname = l.firstname)
+           AND (COALESCE(m.lastname, '') = '' OR m.lastname = l.lastname)))
+  AND NOT EXISTS (SELECT 1 FROM magento AS m2
+                  WHERE m2.list_id = m.list_id AND m2.email_norm = m.email_norm AND m2.seq <> m.seq)
+  AND NOT EXISTS (SELECT 1 FROM last AS l2
+                  WHERE l2.group_list_id = m.list_id AND l2.email = m.email_norm AND l2.rowid <> l.rowid)
+  AND NOT EXISTS (SELECT 1 FROM iem AS i2
+                  WHERE i2.list_id = m.list_id AND i2.email_norm = m.email_norm AND i2.seq <> i.seq)
+  AND NOT EXISTS (SELECT 1 FROM rejections AS r WHERE r.group_list_id = m.list_id AND r.email = m.email_norm)
+"""
+_NOT_QUIET = "NOT EXISTS (SELECT 1 FROM quiet AS q WHERE q.list_id = {0} AND q.email_norm = {1})"
 
 
 def _group_key(row: tuple[Any, ...]) -> tuple[int, str]:

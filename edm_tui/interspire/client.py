@@ -67,6 +67,13 @@ __all__ = ["AddResult", "IemClient", "IemField", "IemList"]
 logger = logging.getLogger("edm_sync.iem")
 
 _CONNECT_TIMEOUT = 10.0  # seconds
+# AsyncClient would add Accept-Encoding and a User-Agent; a large list read gains from gzip.
+_REQUEST_HEADERS = {
+    "Content-Type": "text/xml; charset=utf-8",
+    "Accept": "text/xml",
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": f"edm-sync httpx/{httpx.__version__}",
+}
 _MAX_BACKOFF = 30.0  # seconds
 _REDACTED = "[token]"
 
@@ -105,15 +112,15 @@ class IemClient:
         self._retries = retries
         self._backoff = backoff
         self._limiter = AdaptiveLimiter(concurrency, is_overload=is_overload)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
-            limits=httpx.Limits(
-                max_connections=concurrency, max_keepalive_connections=concurrency
-            ),
-            follow_redirects=False,
+        # The requests go straight to httpx's transport, which keeps the connection pool. IEM uses
+        # no cookies, auth or redirects, and skipping AsyncClient's layers for them cut the CPU time
+        # per call from 0.77 to 0.68 ms (httpx 0.29, the machine of docs/performance.md).
+        self._transport = httpx.AsyncHTTPTransport(
             verify=verify,
-            headers={"Content-Type": "text/xml; charset=utf-8", "Accept": "text/xml"},
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        self._request_url = httpx.URL(url)
+        self._request_extensions = {"timeout": httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT).as_dict()}
 
     def __repr__(self) -> str:
         return f"IemClient(url={_display_url(self._url)!r}, username={self._username!r})"
@@ -127,7 +134,7 @@ class IemClient:
     async def aclose(self) -> None:
         """Close the HTTP connections and log how the concurrency limit ended."""
         self._limiter.log_summary()
-        await self._http.aclose()
+        await self._transport.aclose()
 
     @property
     def concurrency_limit(self) -> int:
@@ -377,7 +384,9 @@ class IemClient:
         return b"".join(parts)
 
     def _open_stream(self, body: bytes) -> _ResponseStream:
-        return _ResponseStream(self._http, self._url, body, self._timeout)
+        request = httpx.Request("POST", self._request_url, headers=_REQUEST_HEADERS, content=body,
+                                extensions=self._request_extensions)
+        return _ResponseStream(self._transport, request, self._url, self._timeout)
 
     def _finish(self, error: IemError, method: str, attempts: int) -> IemError:
         """Fill in method and attempts, and remove the token from the message."""
@@ -404,18 +413,19 @@ class _ResponseStream:
     IemBadResponse because the body is then truncated.
     """
 
-    def __init__(self, http: httpx.AsyncClient, url: str, body: bytes, timeout: float) -> None:
-        self._http = http
+    def __init__(self, transport: httpx.AsyncBaseTransport, request: httpx.Request, url: str,
+                 timeout: float) -> None:
+        self._transport = transport
+        self._request = request
         self._url = url
-        self._body = body
         self._timeout = timeout
         self._response: httpx.Response | None = None
         self._chunk_iterator: AsyncGenerator[bytes, None] | None = None
 
     async def __aenter__(self) -> AsyncIterator[bytes]:
-        request = self._http.build_request("POST", self._url, content=self._body)
         try:
-            self._response = await self._http.send(request, stream=True)
+            self._response = await self._transport.handle_async_request(self._request)
+            self._response.request = self._request
         except httpx.TimeoutException as error:
             raise IemTimeout(_describe_timeout(error, self._timeout)) from error
         except httpx.TransportError as error:
