@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import time
 
 import pytest
 
@@ -50,6 +51,41 @@ def test_truncated_add_answer_no_duplicate(bench: Bench) -> None:
     assert result.status == "succeeded"
     assert [r["emailaddress"] for r in b.iem_rows()] == ["t@example.test"]
     assert by_method(b)["AddSubscriberToList"] == 2
+    # The retried add found the row, so the state records that row's id.
+    assert state_ids(b) == {"t@example.test": b.iem()["t@example.test"]["subscriberid"]}
+
+
+def state_ids(b: Bench) -> dict[str, int | None]:
+    store = HistoryStore(b.config().storage.history_path)
+    try:
+        return {s.email: s.iem_subscriber_id for s in store.iter_states()}
+    finally:
+        store.close()
+
+
+def test_added_rows_recorded_with_iem_ids(bench: Bench) -> None:
+    b = bench
+    b.add_row("a@example.test", 1, T1)
+    b.add_row("b@example.test", 1, T1)
+    first = b.sync()
+    store = HistoryStore(b.config().storage.history_path)
+    try:
+        synced_at = {s.email: s.synced_at for s in store.iter_states()}
+    finally:
+        store.close()
+
+    assert first.counts == {"add": {"succeeded": 2}}
+    assert state_ids(b) == {email: row["subscriberid"] for email, row in b.iem().items()}
+    assert None not in state_ids(b).values()
+
+    time.sleep(1.1)  # a state recorded again would get a later synced_at
+    second = b.sync()
+    store = HistoryStore(b.config().storage.history_path)
+    try:
+        assert {s.email: s.synced_at for s in store.iter_states()} == synced_at
+    finally:
+        store.close()
+    assert second.counts == {}
 
 
 def test_old_duplicate_answer_is_bare_id(bench: Bench) -> None:

@@ -84,6 +84,14 @@ class RunControl:
 
 
 @dataclass(slots=True)
+class CreatedIds:
+    """Ids that the writes of one group created, for the states recorded after them."""
+
+    guests: dict[int, int] = field(default_factory=dict)  # website id -> new guest subscriber_id
+    iem_subscriber_id: int | None = None  # of the row an add created or found
+
+
+@dataclass(slots=True)
 class RunResult:
     run_id: int | None
     status: str
@@ -525,7 +533,7 @@ class SyncRun:
         assert self.run_id is not None
         status_ok = True
         names_ok = True
-        guest_ids: dict[int, int] = {}
+        created = CreatedIds()
 
         for decision in group.decisions:
             if self.fatal is not None or self.control.event.is_set():
@@ -539,7 +547,7 @@ class SyncRun:
             )
             self.store.commit()  # the pending row must survive a kill during the write
             attempts = Attempts()
-            outcome, error_class, message = await self._apply(decision, attempts, guest_ids)
+            outcome, error_class, message = await self._apply(decision, attempts, created)
             self.store.finish_item(item_id, outcome, attempts=attempts.n, error_class=error_class,
                                    error_message=message)
             self._count(decision.action.value, outcome)
@@ -561,27 +569,30 @@ class SyncRun:
                                            decision.action.value)
 
         if status_ok:
-            self._save_group_state(group, names_ok, guest_ids)
+            self._save_group_state(group, names_ok, created)
 
-    def _save_group_state(self, group: GroupPlan, names_ok: bool, guest_ids: dict[int, int]) -> None:
+    def _save_group_state(self, group: GroupPlan, names_ok: bool, created: CreatedIds) -> None:
         states = []
         for state in group.final_states:
             if not names_ok:
                 first, last = group.previous_names.get(state.key, (None, None))
                 state = replace(state, firstname=first, lastname=last)
-            if state.website_id in guest_ids:
-                state = replace(state, subscriber_ids=(guest_ids[state.website_id],))
+            if state.website_id in created.guests:
+                state = replace(state, subscriber_ids=(created.guests[state.website_id],))
+            if state.iem_subscriber_id is None and created.iem_subscriber_id is not None:
+                # With the new row's id the next run finds the group in step and skips it.
+                state = replace(state, iem_subscriber_id=created.iem_subscriber_id)
             states.append(state)
         self.store.save_states(states)
 
     async def _apply(
-        self, d: Decision, attempts: Attempts, guest_ids: dict[int, int]
+        self, d: Decision, attempts: Attempts, created: CreatedIds
     ) -> tuple[str, str | None, str | None]:
         """Carries out one decision; returns (outcome, error class, message)."""
         try:
             if d.action.direction.value == "to_iem":
-                return await self._apply_iem(d, attempts)
-            return await self._apply_magento(d, guest_ids)
+                return await self._apply_iem(d, attempts, created)
+            return await self._apply_magento(d, created)
         except IemAuthError as error:
             if self.fatal is None:  # the first error is the cause; later workers only see its effects
                 self.fatal = RunAborted(Translatable(
@@ -605,7 +616,9 @@ class SyncRun:
         finally:
             attempts.n = max(attempts.n, 1)  # a Magento write is one attempt
 
-    async def _apply_iem(self, d: Decision, attempts: Attempts) -> tuple[str, str | None, str | None]:
+    async def _apply_iem(
+        self, d: Decision, attempts: Attempts, created: CreatedIds
+    ) -> tuple[str, str | None, str | None]:
         assert self.iem is not None
         i = self.config.interspire
         ok = (Outcome.SUCCEEDED.value, None, None)
@@ -617,7 +630,8 @@ class SyncRun:
                 custom_fields=self._custom_fields(d), counter=attempts,
             )
             if result.already_exists:
-                return await self._reconcile_existing(d, attempts)
+                return await self._reconcile_existing(d, attempts, created)
+            created.iem_subscriber_id = result.subscriber_id
             return ok
 
         if d.action is Action.CONFIRM:
@@ -651,7 +665,9 @@ class SyncRun:
             fields[i.lastname_field_id] = d.lastname
         return fields
 
-    async def _reconcile_existing(self, d: Decision, attempts: Attempts) -> tuple[str, str | None, str | None]:
+    async def _reconcile_existing(
+        self, d: Decision, attempts: Attempts, created: CreatedIds
+    ) -> tuple[str, str | None, str | None]:
         """IEM already has the address (a retried add, or a row added since the read)."""
         assert self.iem is not None
         row = await self.iem.find_subscriber(d.list_id, d.email)
@@ -671,18 +687,19 @@ class SyncRun:
                 await self.iem.confirm(d.list_id, row.subscriber_id, counter=attempts)
         for field_id, value in self._custom_fields(d).items():
             await self.iem.save_custom_field(row.subscriber_id, field_id, value, counter=attempts)
+        created.iem_subscriber_id = row.subscriber_id
         return Outcome.SUCCEEDED.value, None, None
 
     @staticmethod
     def _magento_newer(d: Decision, row: IemRow) -> bool:
         return d.changed_at is not None and d.changed_at > iem_change_time(row)
 
-    async def _apply_magento(self, d: Decision, guest_ids: dict[int, int]) -> tuple[str, str | None, str | None]:
+    async def _apply_magento(self, d: Decision, created: CreatedIds) -> tuple[str, str | None, str | None]:
         assert self.magento is not None
         if d.action is Action.CREATE_GUEST:
             async with self.magento_lock:
                 new_id = await self.magento.insert_guest(d.email, d.store_id or 0, int(MagentoStatus.SUBSCRIBED))
-            guest_ids[d.website_id or 0] = new_id
+            created.guests[d.website_id or 0] = new_id
             return Outcome.SUCCEEDED.value, None, None
 
         async with self.magento_lock:
