@@ -27,8 +27,10 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx
+from sync_scale import at_least, positive_milliseconds
 
 from edm_tui.interspire.xmlapi import build_request
 
@@ -110,10 +112,11 @@ def start_simulator(latency_ms: float, cap: int) -> tuple[subprocess.Popen[str],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=6000, help="calls per client (default 6000)")
-    parser.add_argument("--latency-ms", type=float, default=20.0,
+    parser.add_argument("--calls", type=at_least(1), default=6000, help="calls per client (default 6000)")
+    parser.add_argument("--latency-ms", type=positive_milliseconds, default=20.0,
                         help="simulator time per call, in ms (default 20)")
-    parser.add_argument("--cap", type=int, default=16, help="calls the simulator serves at once (default 16)")
+    parser.add_argument("--cap", type=at_least(1), default=16,
+                        help="calls the simulator serves at once (default 16)")
     args = parser.parse_args()
 
     process, url = start_simulator(args.latency_ms, args.cap)

@@ -154,7 +154,7 @@ async def _check_iem(config: Config) -> list[CheckResult]:
                 title = Translatable("IEM custom field {key}", key=key)
                 if field_id in fields:
                     results.append(
-                        CheckResult(f"iem_{key}", True, title, f"{field_id}: {fields[field_id].name}")
+                        CheckResult(f"iem_{key}", True, title, f"{field_id} ({fields[field_id].name})")
                     )
                 else:
                     known = ", ".join(f"{k} ({v.name})" for k, v in sorted(fields.items())) or Translatable(

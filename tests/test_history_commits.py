@@ -1,4 +1,4 @@
-"""Grouped commits of the history: what another connection sees, as after a SIGKILL."""
+"""Grouped commits of the history: the rows another connection reads, as after a SIGKILL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edm_tui.daemon.history import HistoryStore
-from edm_tui.sync.state import SyncedState
+from edm_tui.sync.state import Rejection, SyncedState
 
 
 def _outcomes(path: Path) -> list[tuple[str, str]]:
@@ -86,4 +86,25 @@ def test_commit_outside_group_is_noop(tmp_path: Path) -> None:
 
     assert _outcomes(store.path) == [("a@x.test", "pending")]
     assert store.db.in_transaction is False
+    store.close()
+
+
+def _rejection_count(store: HistoryStore) -> int:
+    return int(store.db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0])
+
+
+def test_clear_rejection_inside_group(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history.sqlite")
+    run_id = store.start_run("cli", False)
+    store.save_rejection(Rejection("old@x.test", 1, "add", "f1", "refused"), run_id)
+
+    with store.grouped_commits():
+        store.clear_rejection("old@x.test", 1, "add")
+    assert _rejection_count(store) == 0
+
+    with store.grouped_commits():  # the table is empty when the group starts
+        store.save_rejection(Rejection("new@x.test", 1, "add", "f2", "refused"), run_id)
+        assert _rejection_count(store) == 1
+        store.clear_rejection("new@x.test", 1, "add")
+    assert _rejection_count(store) == 0
     store.close()

@@ -151,6 +151,7 @@ class HistoryStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._grouping = False  # inside grouped_commits()
+        self._rejections_exist = True  # False only inside grouped_commits() while the table is empty
         self._migrate()
 
     def close(self) -> None:
@@ -187,10 +188,13 @@ class HistoryStore:
             return
         self.db.execute("BEGIN IMMEDIATE")
         self._grouping = True
+        # Only a sync run saves rejections, and the run lock keeps other runs out until the end.
+        self._rejections_exist = self.db.execute("SELECT EXISTS (SELECT 1 FROM rejections)").fetchone()[0] == 1
         try:
             yield
         finally:
             self._grouping = False
+            self._rejections_exist = True
             try:
                 if self.db.in_transaction:
                     self.db.execute("COMMIT")
@@ -411,6 +415,7 @@ class HistoryStore:
             yield Rejection(*row)
 
     def save_rejection(self, rejection: Rejection, run_id: int) -> None:
+        self._rejections_exist = True
         self.db.execute(
             "INSERT OR REPLACE INTO rejections VALUES (?, ?, ?, ?, ?, ?)",
             (rejection.email, rejection.website_id, rejection.action, rejection.fingerprint,
@@ -419,6 +424,8 @@ class HistoryStore:
 
     def clear_rejection(self, email: str, website_id: int, action: str) -> None:
         """Forgets a refusal once the same kind of write has gone through."""
+        if not self._rejections_exist:
+            return  # saves a DELETE per written item in the common case of no refusals
         self.db.execute(
             "DELETE FROM rejections WHERE email = ? AND website_id = ? AND action = ?",
             (email, website_id, action),
