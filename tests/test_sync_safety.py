@@ -66,7 +66,8 @@ def state_ids(b: Bench) -> dict[str, int | None]:
 def test_added_rows_recorded_with_iem_ids(bench: Bench) -> None:
     b = bench
     b.add_row("a@example.test", 1, T1)
-    b.add_row("b@example.test", 1, T1)
+    customer = b.add_customer("c@example.test", 1, "Anna", "Kiss")
+    b.add_row("c@example.test", 1, T1, customer_id=customer)
     first = b.sync()
     store = HistoryStore(b.config().storage.history_path)
     try:
@@ -75,6 +76,7 @@ def test_added_rows_recorded_with_iem_ids(bench: Bench) -> None:
         store.close()
 
     assert first.counts == {"add": {"succeeded": 2}}
+    assert b.iem()["c@example.test"]["customfields"] != {}  # the add carried the names
     assert state_ids(b) == {email: row["subscriberid"] for email, row in b.iem().items()}
     assert None not in state_ids(b).values()
 

@@ -360,8 +360,15 @@ def _decode(document: bytes, encoding: str) -> str:
     return text
 
 
+# Codecs whose strict decoders cannot produce a lone surrogate: UTF-8 rejects encoded
+# surrogates, and the single-byte codecs map every byte below U+0100.
+_NO_SURROGATE_CODECS = frozenset({"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"})
+
+
 def check_no_surrogates(text: str, encoding: str) -> None:
     """Raise IemBadResponse if decoded text contains a lone surrogate."""
+    if codecs.lookup(encoding).name in _NO_SURROGATE_CODECS:
+        return  # these decoders never produce one, and the search costs a pass over the text
     surrogate = _SURROGATE.search(text)
     if surrogate:
         raise IemBadResponse(
