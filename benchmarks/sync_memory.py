@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx
 import tomlkit
+from sync_scale import at_least
 
 from edm_tui.interspire.client import IemClient
 from edm_tui.magento.schema import quoted_table_name
@@ -281,18 +282,39 @@ def print_measurement(m: Measurement) -> None:
           f"({m.identities} identities; {planned})", flush=True)
 
 
+def non_negative_milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a latency; use 0 or more milliseconds")
+    return value
+
+
+def share(text: str) -> float:
+    """Parse a share of the subscribers, more than 0 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share; use a number above 0 and at most 1, e.g. 0.001")
+    return value
+
+
 def main() -> int:
     # SIGTERM ends the script through SystemExit, so the database and the simulator are cleaned up.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=1_000_000,
+    parser.add_argument("--subscribers", type=at_least(100), default=1_000_000,
                         help="subscribers on each side for the plan and steady-state steps (default 1000000)")
-    parser.add_argument("--initial-subscribers", type=int, default=20_000,
+    parser.add_argument("--initial-subscribers", type=at_least(1), default=20_000,
                         help="Magento subscribers of the initial sync into an empty list (default 20000)")
-    parser.add_argument("--change-share", type=float, default=0.001,
+    parser.add_argument("--change-share", type=share, default=0.001,
                         help="share of subscribers changed before the plan and the steady-state sync "
                              "(default 0.001)")
-    parser.add_argument("--latency-ms", type=float, default=1.0,
+    parser.add_argument("--latency-ms", type=non_negative_milliseconds, default=1.0,
                         help="simulator delay per request during the initial sync, in ms (default 1)")
     parser.add_argument("--code-path", type=Path, action="append", default=[],
                         help="a folder containing another edm_tui package to measure as well; repeatable")
