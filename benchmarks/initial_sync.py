@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx
 import tomlkit
+from http_clients import start_simulator
 from sync_memory import fill_magento, state_chunks, write_config
 from sync_scale import at_least, positive_milliseconds
 
@@ -33,20 +34,6 @@ from tests import mariadb_support as mdb
 
 UVLOOP_MAIN = ("import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
                "from edm_tui.cli import main; sys.exit(main())")
-
-
-def start_simulator(latency_ms: float, cap: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edm_tui.interspire.simulator", "--port", "0", "--auth-delay", "0",
-         "--latency-ms", str(latency_ms), "--max-concurrency", str(cap)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        process.terminate()
-        raise RuntimeError(f"the simulator did not start: {line!r}")
-    return process, line.removeprefix("listening on ")
 
 
 def main() -> int:
