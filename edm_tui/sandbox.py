@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pymysql
 
+from edm_tui.daemon.spill import process_exists
 from edm_tui.i18n import _
 
 SANDBOX_USERNAME = "sandbox"
@@ -117,22 +118,12 @@ def _build(args: argparse.Namespace, folder: Path) -> None:
             unsubscribed=iem[f"list_{list_id}_unsubscribed"], bounced=iem[f"list_{list_id}_bounced"]))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _running_simulator(folder: Path) -> tuple[int, int] | None:
     info = folder / "simulator.json"
     if not info.exists():
         return None
     data = json.loads(info.read_text())
-    if _pid_alive(data["pid"]):
+    if process_exists(data["pid"]):
         return data["pid"], data["port"]
     return None
 
@@ -143,7 +134,7 @@ def _stop_simulator(folder: Path) -> bool:
         return False
     os.kill(running[0], signal.SIGTERM)
     for _attempt in range(50):
-        if not _pid_alive(running[0]):
+        if not process_exists(running[0]):
             break
         time.sleep(0.1)
     (folder / "simulator.json").unlink(missing_ok=True)
@@ -181,7 +172,7 @@ def _running_daemon(folder: Path) -> int | None:
     if not info.exists():
         return None
     pid = json.loads(info.read_text())["pid"]
-    return pid if _pid_alive(pid) else None
+    return pid if process_exists(pid) else None
 
 
 def _stop_daemon(folder: Path) -> bool:
@@ -190,7 +181,7 @@ def _stop_daemon(folder: Path) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     for _attempt in range(100):
-        if not _pid_alive(pid):
+        if not process_exists(pid):
             break
         time.sleep(0.1)
     (folder / "daemon.json").unlink(missing_ok=True)

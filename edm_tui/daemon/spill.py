@@ -476,13 +476,14 @@ def remove_stale_files(directory: Path) -> None:
     """Delete spill files whose process no longer runs (it was killed before it could clean up)."""
     for path in directory.glob(f"{FILE_PREFIX}*.sqlite"):
         match = _FILE_PATTERN.fullmatch(path.name)
-        if match is None or _process_exists(int(match.group(1))):
+        if match is None or process_exists(int(match.group(1))):
             continue
         path.unlink(missing_ok=True)
         log.info("deleted the spill file %s of a run that stopped without cleaning up", path)
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Return whether a process with this pid runs (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -492,4 +493,4 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-__all__ = ["SpillStore", "remove_stale_files"]
+__all__ = ["SpillStore", "process_exists", "remove_stale_files"]

@@ -360,9 +360,9 @@ def _decode(document: bytes, encoding: str) -> str:
     return text
 
 
-# Codecs whose strict decoders cannot produce a lone surrogate: UTF-8 rejects encoded
-# surrogates, and the single-byte codecs map every byte below U+0100.
-_NO_SURROGATE_CODECS = frozenset({"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"})
+# Codecs (by codecs.lookup() name) whose strict decoders cannot produce a lone surrogate:
+# UTF-8 rejects encoded surrogates, and these single-byte codecs map no byte into U+D800-U+DFFF.
+_NO_SURROGATE_CODECS = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252"})
 
 
 def check_no_surrogates(text: str, encoding: str) -> None:
