@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx
+from sync_memory import Simulator
 from sync_scale import at_least, positive_milliseconds
 
 from edm_tui.interspire.xmlapi import build_request
@@ -96,20 +96,6 @@ async def httpx_transport(url: str, connections: int, calls: int) -> None:
         await run_workers(connections, calls, one_call)
 
 
-def start_simulator(latency_ms: float, cap: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edm_tui.interspire.simulator", "--port", "0", "--auth-delay", "0",
-         "--latency-ms", str(latency_ms), "--max-concurrency", str(cap)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        process.terminate()
-        raise RuntimeError(f"the simulator did not start: {line!r}")
-    return process, line.removeprefix("listening on ")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=at_least(1), default=6000, help="calls per client (default 6000)")
@@ -119,7 +105,8 @@ def main() -> int:
                         help="calls the simulator serves at once (default 16)")
     args = parser.parse_args()
 
-    process, url = start_simulator(args.latency_ms, args.cap)
+    simulator = Simulator(args.latency_ms, args.cap)
+    url = simulator.url
     ceiling = args.cap / (args.latency_ms / 1000)
     clients = [
         ("raw", raw_client, args.cap),
@@ -138,8 +125,7 @@ def main() -> int:
             print(f"{name:10} {connections:3} connections {rate:6.0f} calls/s = {rate / ceiling:.3f} x C/L  "
                   f"CPU {cpu_ms:.3f} ms per call", flush=True)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        simulator.stop()
     return 0
 
 

@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx
 import tomlkit
-from http_clients import start_simulator
-from sync_memory import fill_magento, state_chunks, write_config
+from sync_memory import Simulator, fill_magento, state_chunks, write_config
 from sync_scale import at_least, positive_milliseconds
 
 from tests import mariadb_support as mdb
@@ -52,12 +51,12 @@ def main() -> int:
             parser.error("--uvloop needs uvloop: .venv/bin/pip install uvloop")
 
     database = mdb.create_database()
-    simulator, url = start_simulator(args.latency_ms, args.cap)
+    simulator = Simulator(args.latency_ms, args.cap)
     try:
         fill_magento(database, args.n)
-        httpx.put(url.rsplit("/", 1)[0] + "/_sim/state", content=state_chunks(0), timeout=60).raise_for_status()
+        httpx.put(f"{simulator.base}/_sim/state", content=state_chunks(0), timeout=60).raise_for_status()
         with tempfile.TemporaryDirectory(prefix="edm-initial-") as folder:
-            config = write_config(Path(folder) / "config.toml", database, url, Path(folder) / "state")
+            config = write_config(Path(folder) / "config.toml", database, simulator.url, Path(folder) / "state")
             data = tomlkit.parse(config.read_text(encoding="utf-8"))
             data["interspire"]["concurrency"] = args.cap  # type: ignore[index]
             config.write_text(tomlkit.dumps(data), encoding="utf-8")
@@ -73,8 +72,7 @@ def main() -> int:
             print(completed.stderr[-2000:], file=sys.stderr)
             return 1
     finally:
-        simulator.terminate()
-        simulator.wait(timeout=30)
+        simulator.stop()
         mdb.drop_database(database)
 
     bound = args.n * args.latency_ms / 1000 / args.cap

@@ -140,10 +140,11 @@ def state_chunks(count: int) -> Iterator[bytes]:
 class Simulator:
     """The IEM simulator in a process of its own, on a free port of 127.0.0.1."""
 
-    def __init__(self, latency_ms: float) -> None:
+    def __init__(self, latency_ms: float, max_concurrency: int | None = None) -> None:
+        cap = ["--max-concurrency", str(max_concurrency)] if max_concurrency is not None else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edm_tui.interspire.simulator", "--port", "0", "--auth-delay", "0",
-             "--latency-ms", str(latency_ms)],
+             "--latency-ms", str(latency_ms), *cap],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
         )
         assert self.process.stdout is not None
